@@ -1,0 +1,331 @@
+"""The command line. Commands parse and print; the library does the work and raises typed errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from streamctl import __version__
+from streamctl.errors import EXIT_USAGE, StreamctlError, UsageError
+
+app = typer.Typer(
+    name="streamctl",
+    help="Run a timed live stream with FFmpeg: the budget survives crashes and restarts.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+Name = Annotated[str, typer.Argument(help="Stream name (letters, digits, '.', '_', '-').")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def _paths() -> Any:
+    from streamctl.paths import Paths
+
+    return Paths.from_env()
+
+
+def _budget(hours: float | None, duration: str | None) -> float | None:
+    from streamctl.durations import parse_duration, parse_hours
+
+    if hours is not None and duration is not None:
+        raise UsageError("give --hours or --duration, not both")
+    if hours is not None:
+        return parse_hours(hours)
+    if duration is not None:
+        return parse_duration(duration, "--duration")
+    return None
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"streamctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    pass
+
+
+@app.command()
+def add(
+    name: Name,
+    input: Annotated[str, typer.Option("--input", "-i", help="File, URL or lavfi source to stream.")],
+    url: Annotated[str, typer.Option("--url", help="Ingest URL, e.g. rtmp://a.rtmp.youtube.com/live2.")],
+    key: Annotated[str | None, typer.Option(help="Stream key (secret), appended to the URL.")] = None,
+    key_file: Annotated[str | None, typer.Option(help="Read the stream key from this file.")] = None,
+    hours: Annotated[float | None, typer.Option(help="Budget in hours, e.g. 5 or 1.5.")] = None,
+    duration: Annotated[str | None, typer.Option(help="Budget as a duration: 90s, 45m, 5h, 1h30m.")] = None,
+    mode: Annotated[str, typer.Option(help="copy (no re-encode) or encode (libx264 + AAC).")] = "copy",
+    bitrate: Annotated[str | None, typer.Option(help="Video bitrate in encode mode, e.g. 4500k.")] = None,
+    resolution: Annotated[str | None, typer.Option(help="Encode mode: WIDTHxHEIGHT.")] = None,
+    fps: Annotated[int | None, typer.Option(help="Encode mode: frames per second.")] = None,
+    loop: Annotated[bool, typer.Option("--loop/--no-loop", help="Loop a file input.")] = True,
+    input_format: Annotated[str | None, typer.Option(help="Input format, e.g. lavfi.")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Overwrite an existing entry.")] = False,
+) -> None:
+    """Add a stream to the config.
+
+    Example: streamctl add morning -i show.mp4 --url rtmp://host/live --key-file ~/.yt-key --hours 5
+    """
+    from streamctl.config import add_stream
+
+    budget = _budget(hours, duration)
+    table: dict[str, Any] = {"input": input, "url": url, "mode": mode, "loop": loop}
+    for k, v in (
+        ("key", key),
+        ("key_file", key_file),
+        ("bitrate", bitrate),
+        ("resolution", resolution),
+        ("fps", fps),
+        ("input_format", input_format),
+    ):
+        if v is not None:
+            table[k] = v
+    if budget is not None:
+        table["budget"] = f"{budget:g}s"
+    paths = _paths()
+    add_stream(paths, name, table, replace_existing=replace)
+    typer.echo(f"added {name} to {paths.config_file}")
+
+
+@app.command("list")
+def list_(as_json: Json = False) -> None:
+    """List configured streams (keys are never shown)."""
+    from streamctl.config import load_config
+    from streamctl.durations import format_duration
+    from streamctl.ffmpeg import mask_url
+
+    config = load_config(_paths())
+    rows: list[dict[str, Any]] = []
+    for name in config.streams:
+        spec = config.spec(name)
+        rows.append(
+            {
+                "name": name,
+                "input": spec.input,
+                "url": mask_url(spec.output_url, spec.secrets()),
+                "mode": spec.mode,
+                "budget_seconds": spec.budget_seconds,
+            }
+        )
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        typer.echo(f"no streams configured in {config.path}")
+    for r in rows:
+        typer.echo(
+            f"{r['name']}\t{format_duration(r['budget_seconds'])}\t{r['mode']}\t{r['input']} -> {r['url']}"
+        )
+
+
+@app.command()
+def remove(name: Name) -> None:
+    """Remove a stream from the config (its state and logs stay)."""
+    from streamctl.config import remove_stream
+
+    remove_stream(_paths(), name)
+    typer.echo(f"removed {name}")
+
+
+@app.command()
+def start(
+    name: Name,
+    hours: Annotated[float | None, typer.Option(help="Budget in hours (total streamed time).")] = None,
+    duration: Annotated[str | None, typer.Option(help="Budget as a duration: 90s, 45m, 5h, 1h30m.")] = None,
+    input: Annotated[str | None, typer.Option("--input", "-i", help="Override the input.")] = None,
+    url: Annotated[str | None, typer.Option(help="Override the ingest URL.")] = None,
+    key: Annotated[str | None, typer.Option(help="Override the stream key.")] = None,
+    mode: Annotated[str | None, typer.Option(help="copy or encode.")] = None,
+    input_format: Annotated[str | None, typer.Option(help="Input format, e.g. lavfi.")] = None,
+    loop: Annotated[bool | None, typer.Option("--loop/--no-loop", help="Loop a file input.")] = None,
+    retries: Annotated[int | None, typer.Option(help="Restarts allowed in a row (default 3).")] = None,
+    restart_delay: Annotated[float | None, typer.Option(help="Seconds before a restart (default 3).")] = None,
+    grace: Annotated[
+        float | None, typer.Option(help="Seconds between SIGTERM and SIGKILL (default 5).")
+    ] = None,
+    ffmpeg: Annotated[str | None, typer.Option(help="ffmpeg binary to run.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log to the file only.")] = False,
+) -> None:
+    """Run the stream in the foreground until its budget is streamed (exit 0), or it gives up (exit 1).
+
+    Example: streamctl start morning --hours 5
+    """
+    from streamctl.config import resolve_spec
+    from streamctl.supervisor import start_stream
+
+    overrides = {
+        "budget_seconds": _budget(hours, duration),
+        "input": input,
+        "url": url,
+        "key": key,
+        "mode": mode,
+        "input_format": input_format,
+        "loop": loop,
+        "retries": retries,
+        "restart_delay": restart_delay,
+        "grace": grace,
+        "ffmpeg": ffmpeg,
+    }
+    paths = _paths()
+    spec = resolve_spec(paths, name, overrides)
+    outcome = start_stream(paths, spec, console=not quiet)
+    raise typer.Exit(0 if outcome.ok else 1)
+
+
+@app.command()
+def stop(
+    name: Annotated[str | None, typer.Argument(help="Stream to stop.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Stop every running stream.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for it to be down.")] = 30.0,
+) -> None:
+    """Stop a running stream gracefully and wait until it is down (recorded as `stopped`)."""
+    from streamctl import control
+
+    paths = _paths()
+    if all_ == (name is not None):
+        raise UsageError("give a stream NAME or --all")
+    names = [name] if name else [v.name for v in control.views(paths) if v.running or v.state.session]
+    for n in names:
+        typer.echo(f"{n}: {control.stop(paths, n, timeout)}")
+
+
+def _status_table(rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from streamctl.durations import format_duration
+
+    colour = {
+        "live": "green",
+        "starting": "yellow",
+        "backoff": "yellow",
+        "stopping": "yellow",
+        "failed": "red",
+    }
+    table = Table(box=None, pad_edge=False)
+    for col in (
+        "NAME",
+        "STATUS",
+        "RUNTIME",
+        "BUDGET",
+        "REMAINING",
+        "EXPECTED END",
+        "RESTARTS",
+        "PIDS",
+        "REASON",
+    ):
+        table.add_column(col)
+    notes = []
+    for r in rows:
+        style = colour.get(r["status"], "dim")
+        pids = "/".join(str(p) for p in (r["supervisor_pid"], r["ffmpeg_pid"]) if p) or "-"
+        table.add_row(
+            r["name"],
+            f"[{style}]{r['status']}[/]",
+            format_duration(r["runtime_seconds"]),
+            format_duration(r["budget_seconds"]),
+            f"[yellow]{format_duration(r['remaining_seconds'])}[/]"
+            if r["warning"]
+            else format_duration(r["remaining_seconds"]),
+            (r["expected_end"] or "-")[:19].replace("T", " "),
+            str(r["restarts"]),
+            pids,
+            r["stop_reason"] or "-",
+        )
+        if r["warning"]:
+            notes.append(f"[yellow]warning: {r['name']} ends in {format_duration(r['remaining_seconds'])}[/]")
+    console = Console()
+    console.print(table)
+    for n in notes:
+        console.print(n)
+
+
+@app.command()
+def status(
+    names: Annotated[list[str] | None, typer.Argument(help="Streams (default: all).")] = None,
+    as_json: Json = False,
+) -> None:
+    """Show every stream: status, pids, runtime, remaining, expected end, restarts, last stop reason."""
+    from streamctl import control
+
+    rows = [v.as_dict() for v in control.views(_paths(), names or None)]
+    if as_json:
+        _print_json(rows)
+    elif not rows:
+        typer.echo("no streams")
+    else:
+        _status_table(rows)
+
+
+@app.command()
+def runtime(name: Name, as_json: Json = False) -> None:
+    """Total streamed time, the current session's, what remains and the expected end."""
+    from streamctl import control
+    from streamctl.durations import format_duration
+
+    d = control.views(_paths(), [name])[0].as_dict()
+    keys = (
+        "name",
+        "status",
+        "runtime_seconds",
+        "session_runtime_seconds",
+        "budget_seconds",
+        "remaining_seconds",
+        "expected_end",
+        "warning",
+    )
+    info = {k: d[k] for k in keys}
+    if as_json:
+        _print_json(info)
+        return
+    typer.echo(f"{name}: {d['status']}")
+    typer.echo(f"  total runtime:   {format_duration(d['runtime_seconds'])}")
+    typer.echo(f"  current session: {format_duration(d['session_runtime_seconds'])}")
+    typer.echo(f"  budget:          {format_duration(d['budget_seconds'])}")
+    typer.echo(f"  remaining:       {format_duration(d['remaining_seconds'])}")
+    typer.echo(f"  expected end:    {d['expected_end'] or '-'}")
+    if d["warning"]:
+        typer.secho("  warning: under 5 minutes remain", fg="yellow")
+
+
+@app.command("reset-runtime")
+def reset_runtime(name: Name) -> None:
+    """Set a stopped stream's cumulative runtime to zero, so it can stream its whole budget again."""
+    from streamctl import control
+    from streamctl.durations import format_duration
+
+    old = control.reset_runtime(_paths(), name)
+    typer.echo(f"{name}: runtime reset (was {format_duration(old)})")
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"streamctl: error: {' '.join(message.split())}\n")
+    sys.exit(code)
+
+
+def main() -> None:
+    try:
+        rv = app(standalone_mode=False)
+    except StreamctlError as e:
+        _fail(str(e), e.exit_code)
+    except typer.TyperException as e:  # typer's usage errors: unknown option, bad value, missing argument
+        _fail(e.format_message(), getattr(e, "exit_code", EXIT_USAGE))
+    except (KeyboardInterrupt, typer.Abort):
+        _fail("interrupted", 130)
+    sys.exit(rv if isinstance(rv, int) else 0)

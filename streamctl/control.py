@@ -1,0 +1,181 @@
+"""What the read/maintenance commands do: status, runtime, stop, reset-runtime. The CLI only prints."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from streamctl.config import load_config
+from streamctl.errors import Conflict, NotFound, StreamctlError
+from streamctl.fileio import is_locked
+from streamctl.paths import Paths, validate_name
+from streamctl.state import StateStore, StreamState, iso
+from streamctl.states import Status, StopReason
+
+WARN_BELOW = 300.0  # seconds: "ending soon"
+
+
+@dataclass
+class View:
+    """A stream as the commands show it, computed from config + state + whether its supervisor runs."""
+
+    name: str
+    state: StreamState
+    running: bool  # a supervisor holds the run lock
+    now: float
+
+    @property
+    def status(self) -> Status:
+        s = self.state.status_enum
+        if s.running and not self.running:
+            return Status.OFFLINE  # the state says live but nobody runs it: never show a dead stream as live
+        return s
+
+    @property
+    def stale(self) -> bool:
+        return self.state.status_enum.running and not self.running
+
+    def as_dict(self) -> dict[str, Any]:
+        st, now = self.state, self.now
+        live = self.status.running
+        runtime = st.total_runtime(now if live else None)
+        remaining = st.remaining(now if live else None)
+        session = st.session
+        session_runtime = None
+        if session is not None and live:
+            session_runtime = session.runtime_seconds
+            if st.status == Status.LIVE and session.checkpoint_at is not None:
+                session_runtime += max(0.0, now - session.checkpoint_at)
+        return {
+            "name": self.name,
+            "status": self.status.value,
+            "supervisor_pid": st.supervisor_pid if live else None,
+            "ffmpeg_pid": session.ffmpeg_pid if session is not None and live else None,
+            "budget_seconds": st.budget_seconds,
+            "runtime_seconds": round(runtime, 3),
+            "session_runtime_seconds": round(session_runtime, 3) if session_runtime is not None else None,
+            "remaining_seconds": round(remaining, 3) if remaining is not None else None,
+            "restarts": st.restarts,
+            "sessions": st.session_count,
+            "started_at": iso(st.started_at),
+            "expected_end": iso(now + remaining) if live and remaining is not None else None,
+            "end_time": iso(st.end_time),
+            "stop_reason": StopReason.SUPERVISOR_LOST.value if self.stale else st.stop_reason,
+            "last_exit_code": st.last_exit_code,
+            "bitrate": st.progress.get("bitrate") if live else None,
+            "speed": st.progress.get("speed") if live else None,
+            "warning": bool(live and remaining is not None and remaining < WARN_BELOW),
+        }
+
+
+def _budget_from_config(paths: Paths) -> dict[str, float | None]:
+    config = load_config(paths)
+    out: dict[str, float | None] = {}
+    for name in config.streams:
+        try:
+            out[name] = config.spec(name).budget_seconds
+        except StreamctlError:
+            out[name] = None
+    return out
+
+
+def views(paths: Paths, names: list[str] | None = None, now: float | None = None) -> list[View]:
+    """Views of NAMES (all configured or known streams when None). Unknown names raise NotFound."""
+    now = time.time() if now is None else now
+    store = StateStore(paths)
+    configured = _budget_from_config(paths)
+    known = sorted(set(store.names()) | set(configured))
+    if names:
+        for n in names:
+            validate_name(n)
+            if n not in known:
+                raise NotFound(f"no stream named {n!r} (not configured, never started)")
+        known = names
+    out = []
+    for n in known:
+        st = store.load(n) or StreamState(name=n, budget_seconds=configured.get(n))
+        out.append(View(n, st, is_locked(paths.run_lock(n)), now))
+    return out
+
+
+def reset_runtime(paths: Paths, name: str) -> float:
+    """Zero the cumulative runtime of a stream that is not running. Returns the runtime it had."""
+    from streamctl.fileio import locked
+
+    validate_name(name)
+    store = StateStore(paths)
+    with locked(paths.state_lock(name)):
+        st = store.load(name)
+        if st is None:
+            if name in load_config(paths).streams:
+                return 0.0
+            raise NotFound(f"no stream named {name!r}")
+        if is_locked(paths.run_lock(name)):
+            raise Conflict(f"stream {name!r} is live; stop it first (streamctl stop {name})")
+        if st.session is not None and st.session.ffmpeg_pid and st.session.ffmpeg_create_time:
+            from streamctl.process import ProcessIdentity
+
+            if ProcessIdentity(st.session.ffmpeg_pid, st.session.ffmpeg_create_time).alive():
+                raise Conflict(
+                    f"an ffmpeg of stream {name!r} is still running (pid {st.session.ffmpeg_pid}); "
+                    f"stop it first (streamctl stop {name})"
+                )
+        old = st.total_runtime()
+        st.runtime_seconds = 0.0
+        st.session = None
+        st.sessions = []
+        st.session_count = 0
+        st.restarts = 0
+        if st.status_enum.running:
+            st.transition(Status.OFFLINE, StopReason.SUPERVISOR_LOST, time.time())
+        store.save(st, time.time())
+        return old
+
+
+def stop(paths: Paths, name: str, timeout: float = 30.0) -> str:
+    """Stop a running stream gracefully and wait until it is down. Returns what happened, for people."""
+    from streamctl.process import ProcessIdentity, stop_foreign
+
+    validate_name(name)
+    store = StateStore(paths)
+    st = store.load(name)
+    if st is None and name not in load_config(paths).streams:
+        raise NotFound(f"no stream named {name!r}")
+    lock = paths.run_lock(name)
+    if is_locked(lock):
+        deadline = time.monotonic() + timeout
+        ident = None
+        while ident is None and time.monotonic() < deadline:
+            st = store.load(name)
+            if st is not None and st.supervisor_pid and st.supervisor_create_time:
+                ident = ProcessIdentity(st.supervisor_pid, st.supervisor_create_time)
+            else:
+                time.sleep(0.05)  # the supervisor has the lock but has not written its pid yet
+        if ident is None or not ident.alive():
+            raise StreamctlError(f"stream {name!r} is locked but its supervisor cannot be found")
+        os.kill(ident.pid, signal.SIGTERM)  # the supervisor records reason `stopped` itself
+        while is_locked(lock):
+            if time.monotonic() >= deadline:
+                raise StreamctlError(f"stream {name!r} did not stop within {timeout:g}s")
+            time.sleep(0.05)
+        return "stopped"
+    # No supervisor: an ffmpeg left by a dead one may still be streaming.
+    from streamctl.fileio import locked
+
+    with locked(paths.state_lock(name)):
+        st = store.load(name)
+        if st is None or st.session is None:
+            return "not running"
+        s = st.session
+        killed = False
+        if s.ffmpeg_pid and s.ffmpeg_create_time:
+            killed = stop_foreign(ProcessIdentity(s.ffmpeg_pid, s.ffmpeg_create_time), timeout)
+        now = time.time()
+        st.close_session(now, s.runtime_seconds, None, StopReason.STOPPED.value)
+        if st.status_enum.running:
+            st.transition(Status.OFFLINE, StopReason.STOPPED, now)
+        store.save(st, now)
+        return "stopped orphaned ffmpeg" if killed else "not running"

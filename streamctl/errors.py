@@ -1,0 +1,53 @@
+"""Typed errors raised by the library; the CLI maps each to its documented exit code."""
+
+from __future__ import annotations
+
+# Exit codes (README, "Exit codes"). 2 is also what Typer uses for usage errors.
+EXIT_OK = 0
+EXIT_FAILED = 1  # the stream gave up: retries exhausted, or it failed to start
+EXIT_USAGE = 2  # bad input: a value, a name, an option
+EXIT_NOT_FOUND = 3  # no such stream
+EXIT_CONFLICT = 4  # already running / live: the operation would disturb a running stream
+EXIT_BUDGET_SPENT = 5  # the stream's budget is used up
+EXIT_FILES = 6  # a state or config file cannot be read or written
+EXIT_ENVIRONMENT = 7  # ffmpeg missing or unusable
+
+
+class StreamctlError(Exception):
+    """Base of every error the CLI reports as one line on stderr."""
+
+    exit_code = EXIT_FAILED
+
+
+class UsageError(StreamctlError):
+    exit_code = EXIT_USAGE
+
+
+class NotFound(StreamctlError):
+    exit_code = EXIT_NOT_FOUND
+
+
+class Conflict(StreamctlError):
+    exit_code = EXIT_CONFLICT
+
+
+class AlreadyRunning(Conflict):
+    pass
+
+
+class BudgetSpent(StreamctlError):
+    exit_code = EXIT_BUDGET_SPENT
+
+
+class FileError(StreamctlError):
+    exit_code = EXIT_FILES
+
+
+class EnvironmentProblem(StreamctlError):
+    exit_code = EXIT_ENVIRONMENT
+
+
+class StreamFailed(StreamctlError):
+    """The supervisor gave up on the stream (retries exhausted)."""
+
+    exit_code = EXIT_FAILED

@@ -1,0 +1,144 @@
+"""Everything about talking to ffmpeg: its command line, its progress output, finding the binary."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from streamctl.config import StreamSpec, is_stream_url
+from streamctl.errors import EnvironmentProblem
+
+STATS_PERIOD = 0.5
+MASK = "****"
+
+
+def find_ffmpeg(configured: str) -> str:
+    """Absolute path of the ffmpeg to run: an explicit path, or a name looked up on PATH."""
+    if os.sep in configured:
+        if os.path.isfile(configured) and os.access(configured, os.X_OK):
+            return configured
+        raise EnvironmentProblem(f"ffmpeg not found or not executable: {configured}")
+    found = shutil.which(configured)
+    if found is None:
+        raise EnvironmentProblem(
+            f"ffmpeg not found: {configured!r} is not on PATH (install ffmpeg, or set ffmpeg in the config)"
+        )
+    return found
+
+
+def mask_url(url: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
+    """URL with its secret parts masked: known keys, the stream-key path segment, query, password."""
+    for s in secrets:
+        if s:
+            url = url.replace(s, MASK)
+    if not is_stream_url(url):
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = MASK + "@" + netloc.rsplit("@", 1)[1]
+    path = parts.path
+    segments = path.split("/")
+    # rtmp://host/app/KEY: everything after the application name is the key.
+    if len([s for s in segments if s]) >= 2:
+        path = "/" + segments[1] + "/" + MASK
+    query = MASK if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, path, query, ""))
+
+
+def _output_format(url: str) -> list[str]:
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("rtmp", "rtmps"):
+        return ["-f", "flv"]
+    if scheme == "srt":
+        return ["-f", "mpegts"]
+    if url.endswith(".flv"):
+        return ["-f", "flv"]
+    return []  # a file: ffmpeg picks the format from its extension
+
+
+def _kbits(rate: str) -> float:
+    r = rate.lower()
+    mult = 1000.0 if r.endswith("m") else 1.0
+    return float(r.rstrip("km")) * mult
+
+
+def build_argv(ffmpeg: str, spec: StreamSpec, seconds: float) -> list[str]:
+    """ffmpeg's argv for one session that streams at most SECONDS of media."""
+    argv = [ffmpeg, "-hide_banner", "-nostats", "-loglevel", "warning"]
+    argv += ["-progress", "pipe:1", "-stats_period", str(STATS_PERIOD)]
+    argv += ["-re"]  # read at the native rate: a live stream, not a file transfer
+    is_file_input = spec.input_format is None and "://" not in spec.input
+    if spec.loop and is_file_input:
+        argv += ["-stream_loop", "-1", "-fflags", "+genpts"]
+    if spec.input_format:
+        argv += ["-f", spec.input_format]
+    argv += ["-i", spec.input]
+    if spec.mode == "copy":
+        argv += ["-c:v", "copy", "-c:a", "copy"]
+    else:
+        fps = spec.fps or 30
+        kbits = _kbits(spec.bitrate)
+        argv += ["-c:v", "libx264", "-preset", spec.preset, "-tune", "zerolatency", "-pix_fmt", "yuv420p"]
+        argv += ["-b:v", f"{kbits:.0f}k", "-maxrate", f"{kbits * 1.1:.0f}k", "-bufsize", f"{kbits * 2:.0f}k"]
+        argv += ["-g", str(round(fps * spec.keyframe_seconds)), "-keyint_min", str(fps), "-sc_threshold", "0"]
+        if spec.fps:
+            argv += ["-r", str(spec.fps)]
+        if spec.resolution:
+            argv += ["-s", spec.resolution]
+        argv += ["-c:a", "aac", "-b:a", spec.audio_bitrate, "-ar", "44100", "-ac", "2"]
+    # -t is an output option: it must stand before the URL, or ffmpeg ignores it and streams forever.
+    argv += ["-t", f"{seconds:.3f}"]
+    argv += _output_format(spec.output_url)
+    if _output_format(spec.output_url) == ["-f", "flv"]:
+        argv += ["-flvflags", "no_duration_filesize"]
+    argv += [spec.output_url]
+    return argv
+
+
+@dataclass
+class Progress:
+    """One `-progress` block."""
+
+    out_time: float | None  # seconds of media written
+    speed: float | None
+    bitrate: str | None
+    ended: bool  # progress=end: ffmpeg is finishing normally
+
+
+class ProgressParser:
+    """Turns `key=value` lines into Progress blocks; a block ends with its `progress=` line."""
+
+    def __init__(self) -> None:
+        self._fields: dict[str, str] = {}
+
+    def feed(self, line: str) -> Progress | None:
+        key, sep, value = line.strip().partition("=")
+        if not sep:
+            return None
+        self._fields[key] = value.strip()
+        if key != "progress":
+            return None
+        f, self._fields = self._fields, {}
+        return Progress(
+            out_time=_micro(f.get("out_time_us")),
+            speed=_float(f.get("speed", "").rstrip("x")),
+            bitrate=f.get("bitrate") if f.get("bitrate") not in (None, "N/A") else None,
+            ended=value.strip() == "end",
+        )
+
+
+def _micro(v: str | None) -> float | None:
+    try:
+        return int(v) / 1e6 if v is not None else None
+    except ValueError:
+        return None  # N/A before the first packet
+
+
+def _float(v: str) -> float | None:
+    try:
+        return float(v)
+    except ValueError:
+        return None

@@ -1,0 +1,99 @@
+"""Atomic, private file writes and advisory locks on separate lock files."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from streamctl.errors import AlreadyRunning, FileError
+
+
+def ensure_private_dir(path: Path) -> None:
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as e:
+        raise FileError(f"cannot create folder {path}: {e.strerror}") from None
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write DATA to PATH so readers see the old or the new file, never a mix; mode 0600."""
+    ensure_private_dir(path.parent)
+    tmp = None
+    try:
+        # mkstemp creates the file 0600, in the same folder so os.replace is atomic.
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # make the rename itself durable
+        finally:
+            os.close(dir_fd)
+    except OSError as e:
+        raise FileError(f"cannot write {path}: {e.strerror}") from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _open_lock(path: Path) -> int:
+    ensure_private_dir(path.parent)
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise FileError(f"cannot open lock {path}: {e.strerror}") from None
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on PATH (blocking) for the duration of the block."""
+    fd = _open_lock(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+class HeldLock:
+    """A non-blocking exclusive flock kept for a long time (the supervisor's run lock)."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path = path
+        self._fd = _open_lock(path)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(self._fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise AlreadyRunning(f"{what} is already running") from None
+            raise FileError(f"cannot lock {path}: {e.strerror}") from None
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def is_locked(path: Path) -> bool:
+    """True when some process holds PATH's flock (i.e. a supervisor is running)."""
+    if not path.exists():
+        return False
+    fd = _open_lock(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False

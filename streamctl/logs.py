@@ -1,0 +1,60 @@
+"""Per-stream logging to the console (rich) and a 0600 log file, with stream keys masked everywhere."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from streamctl.fileio import ensure_private_dir
+
+MASK = "****"
+
+
+class SecretFilter(logging.Filter):
+    """Replaces every known secret in a record's final message, whatever handler prints it."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        for s in self.secrets:
+            msg = msg.replace(s, MASK)
+        record.msg, record.args = msg, None
+        return True
+
+
+def stream_logger(name: str, log_file: Path, secrets: list[str], console: bool = True) -> logging.Logger:
+    log = logging.getLogger(f"streamctl.stream.{name}")
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    for h in list(log.handlers):
+        log.removeHandler(h)
+        h.close()
+    for f in list(log.filters):
+        log.removeFilter(f)
+    log.addFilter(SecretFilter(secrets))
+
+    ensure_private_dir(log_file.parent)
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.close(fd)
+    fh = logging.FileHandler(log_file, encoding="utf-8")
+    fh.setLevel(logging.DEBUG)
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+    log.addHandler(fh)
+    if console:
+        from rich.console import Console
+        from rich.logging import RichHandler
+
+        ch = RichHandler(console=Console(stderr=True), show_path=False, markup=False, rich_tracebacks=False)
+        ch.setLevel(logging.INFO)
+        log.addHandler(ch)
+    return log
+
+
+def close_logger(log: logging.Logger) -> None:
+    for h in list(log.handlers):
+        log.removeHandler(h)
+        h.close()

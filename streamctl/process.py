@@ -1,0 +1,195 @@
+"""ffmpeg as a child process: launch in its own process group, read its output, stop it safely.
+
+Stopping follows systemd's order: `q` on stdin (ffmpeg finishes the stream cleanly), then SIGTERM to the
+whole group with a SIGCONT (so a stopped process can act on it), then SIGKILL after the grace period.
+The group is killed while the leader is still an unreaped zombie, so its pgid cannot have been reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Protocol
+
+Q_WAIT = 1.0  # seconds to wait after `q` before signalling
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """A process pinned by pid *and* start time, so a reused pid is never mistaken for it."""
+
+    pid: int
+    create_time: float
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessIdentity | None:
+        import psutil
+
+        try:
+            return cls(pid, psutil.Process(pid).create_time())
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return None
+
+    def alive(self) -> bool:
+        import psutil
+
+        try:
+            p = psutil.Process(self.pid)
+            return abs(p.create_time() - self.create_time) < 0.01 and p.status() != psutil.STATUS_ZOMBIE
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+
+
+def stop_foreign(ident: ProcessIdentity, grace: float) -> bool:
+    """Stop a process group we did not start (left by a dead supervisor). True if it was running."""
+    import psutil
+
+    if not ident.alive():
+        return False
+    try:
+        proc = psutil.Process(ident.pid)
+        pgid = os.getpgid(ident.pid)
+    except (psutil.NoSuchProcess, ProcessLookupError):
+        return False
+    # Only signal the group when the process leads it (ffmpeg is launched as a session leader).
+    send: Callable[[int], None] = (
+        (lambda sig: os.killpg(pgid, sig)) if pgid == ident.pid else (lambda sig: os.kill(ident.pid, sig))
+    )
+    for sig in (signal.SIGTERM, signal.SIGCONT):
+        with contextlib.suppress(ProcessLookupError):
+            send(sig)
+    _, alive = psutil.wait_procs([proc], timeout=grace)
+    if alive:
+        with contextlib.suppress(ProcessLookupError):
+            send(signal.SIGKILL)
+        psutil.wait_procs(alive, timeout=5)
+    return True
+
+
+class Child(Protocol):
+    """What the supervisor needs of a running ffmpeg (a fake in unit tests)."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+    def stop(self, grace: float) -> int: ...
+    def close(self) -> None: ...
+
+
+class FfmpegProcess:
+    """One ffmpeg run. Thread-safe stop; the exit code is read only by the owner's poll()."""
+
+    def __init__(
+        self,
+        argv: list[str],
+        on_progress_line: Callable[[str], None],
+        on_log_line: Callable[[str], None],
+        on_eof: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # own process group: we signal the group; the terminal's ^C does not
+            close_fds=True,
+        )
+        self.pid = self._popen.pid
+        self._lock = threading.Lock()
+        self._rc: int | None = None
+        assert self._popen.stdout is not None and self._popen.stderr is not None
+        self._readers = [
+            threading.Thread(target=_pump, args=(self._popen.stdout, on_progress_line, on_eof), daemon=True),
+            threading.Thread(target=_pump, args=(self._popen.stderr, on_log_line, None), daemon=True),
+        ]
+        for t in self._readers:
+            t.start()
+
+    def _exited(self) -> bool:
+        """True once the leader has exited, without reaping it (WNOWAIT keeps the pgid reserved)."""
+        if self._rc is not None:
+            return True
+        try:
+            info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True
+        return info is not None
+
+    def _reap(self) -> int:
+        """Kill what is left of the group, then reap the leader. Call only after _exited()."""
+        if self._rc is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)  # grandchildren that outlived ffmpeg
+            self._rc = self._popen.wait()
+        return self._rc
+
+    def poll(self) -> int | None:
+        with self._lock:
+            return self._reap() if self._exited() else None
+
+    def _wait_exit(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._exited():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
+    def stop(self, grace: float) -> int:
+        """q, then SIGTERM (+SIGCONT) to the group, then SIGKILL after GRACE; always reaped."""
+        with self._lock:
+            if not self._exited() and not _is_stopped(self.pid) and self._send_q():
+                self._wait_exit(min(Q_WAIT, grace))
+            if not self._exited():
+                for sig in (signal.SIGTERM, signal.SIGCONT):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(self.pid, sig)
+                if not self._wait_exit(grace):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(self.pid, signal.SIGKILL)
+                    self._wait_exit(10.0)
+            return self._reap()
+
+    def _send_q(self) -> bool:
+        stdin = self._popen.stdin
+        try:
+            if stdin is None:
+                return False
+            stdin.write(b"q")
+            stdin.flush()
+            return True
+        except (OSError, ValueError):
+            return False
+
+    def close(self) -> None:
+        """Release pipes and reader threads after the process was reaped."""
+        for t in self._readers:
+            t.join(timeout=2.0)
+        for f in (self._popen.stdin, self._popen.stdout, self._popen.stderr):
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
+
+
+def _is_stopped(pid: int) -> bool:
+    """True for a SIGSTOPped process: it cannot read `q`, so waiting for it would only add delay."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] in (b"T", b"t")
+    except (OSError, IndexError):
+        return False
+
+
+def _pump(stream: IO[bytes], sink: Callable[[str], None], on_eof: Callable[[], None] | None) -> None:
+    with contextlib.suppress(ValueError, OSError):
+        for raw in iter(stream.readline, b""):
+            sink(raw.decode("utf-8", "replace").rstrip("\r\n"))
+    if on_eof is not None:
+        on_eof()  # ffmpeg closed its output: it has exited (or is about to), so wake the watcher now

@@ -1,0 +1,182 @@
+"""The per-stream JSON state file: what the supervisor did, readable by every other command."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from streamctl.errors import FileError, NotFound
+from streamctl.fileio import atomic_write, locked
+from streamctl.paths import Paths
+from streamctl.states import Status, StopReason, check_transition
+
+SCHEMA_VERSION = 1
+KEEP_SESSIONS = 50  # closed sessions kept in the file; `session_count` counts them all
+
+
+def iso(ts: float | None) -> str | None:
+    """Unix time as ISO 8601 with the local offset (None stays None)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).astimezone().isoformat(timespec="seconds")
+
+
+@dataclass
+class OpenSession:
+    """The ffmpeg session in progress, checkpointed by the supervisor every few seconds."""
+
+    started_at: float  # unix time
+    t_arg: float  # the -t it was launched with
+    ffmpeg_pid: int | None = None
+    ffmpeg_create_time: float | None = None
+    runtime_seconds: float = 0.0  # streamed so far, as of checkpoint_at
+    checkpoint_at: float | None = None  # unix time of the last checkpoint
+
+
+@dataclass
+class StreamState:
+    name: str
+    schema: int = SCHEMA_VERSION
+    status: str = Status.OFFLINE.value
+    stop_reason: str | None = None
+    budget_seconds: float | None = None
+    runtime_seconds: float = 0.0  # committed: closed sessions only
+    session: OpenSession | None = None
+    sessions: list[dict[str, Any]] = field(default_factory=list)
+    session_count: int = 0
+    restarts: int = 0
+    supervisor_pid: int | None = None
+    supervisor_create_time: float | None = None
+    started_at: float | None = None  # when the current (or last) supervisor run began
+    expected_end: float | None = None
+    end_time: float | None = None
+    last_exit_code: int | None = None
+    progress: dict[str, Any] = field(default_factory=dict)  # last bitrate/speed seen
+    updated_at: float | None = None
+
+    @property
+    def status_enum(self) -> Status:
+        return Status(self.status)
+
+    def transition(self, new: Status, reason: StopReason | None = None, now: float | None = None) -> None:
+        """The one place a stream's status changes; illegal moves raise IllegalTransition."""
+        old = self.status_enum
+        if new != old:
+            check_transition(old, new)
+            self.status = new.value
+        if reason is not None:
+            self.stop_reason = reason.value
+        if new in (Status.OFFLINE, Status.FAILED):
+            self.end_time = now
+            self.expected_end = None
+            self.supervisor_pid = self.supervisor_create_time = None
+        elif new == Status.STARTING and old in (Status.OFFLINE, Status.FAILED):
+            self.stop_reason = None
+            self.end_time = None
+
+    def close_session(self, ended_at: float, runtime: float, exit_code: int | None, note: str) -> None:
+        """Move the open session into history and its runtime into the committed total."""
+        s = self.session
+        if s is None:
+            return
+        self.runtime_seconds += runtime
+        self.sessions.append(
+            {
+                "started_at": s.started_at,
+                "ended_at": ended_at,
+                "runtime_seconds": round(runtime, 3),
+                "t_arg": s.t_arg,
+                "exit_code": exit_code,
+                "ffmpeg_pid": s.ffmpeg_pid,
+                "end": note,
+            }
+        )
+        del self.sessions[:-KEEP_SESSIONS]
+        self.session = None
+
+    def total_runtime(self, now: float | None = None) -> float:
+        """Committed runtime plus the open session's checkpoint (extrapolated to NOW when live)."""
+        total = self.runtime_seconds
+        s = self.session
+        if s is not None:
+            total += s.runtime_seconds
+            if now is not None and self.status == Status.LIVE and s.checkpoint_at is not None:
+                total += max(0.0, now - s.checkpoint_at)
+        return total
+
+    def remaining(self, now: float | None = None) -> float | None:
+        if self.budget_seconds is None:
+            return None
+        return max(0.0, self.budget_seconds - self.total_runtime(now))
+
+    def to_json(self) -> bytes:
+        return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StreamState:
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in data.items() if k in known}
+        if d.get("session") is not None:
+            d["session"] = OpenSession(**d["session"])
+        st = cls(**d)
+        Status(st.status)  # reject unknown statuses early
+        return st
+
+
+class StateStore:
+    def __init__(self, paths: Paths) -> None:
+        self.paths = paths
+
+    def load(self, name: str) -> StreamState | None:
+        path = self.paths.state_file(name)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise FileError(f"cannot read state file {path}: {e.strerror}") from None
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            if data.get("schema") != SCHEMA_VERSION:
+                raise ValueError(f"unknown schema {data.get('schema')!r}")
+            return StreamState.from_dict(data)
+        except (ValueError, TypeError) as e:
+            # Keep the evidence and refuse to go on: a silent reset would hand out a fresh budget.
+            corrupt = path.with_name(path.name + ".corrupt")
+            with contextlib.suppress(OSError):
+                shutil.copyfile(path, corrupt)
+                os.chmod(corrupt, 0o600)
+            raise FileError(
+                f"state file {path} is corrupt ({e}); a copy is kept at {corrupt}. "
+                f"Fix it, or delete it to forget the stream's runtime"
+            ) from None
+
+    def save(self, state: StreamState, now: float) -> None:
+        state.updated_at = now
+        atomic_write(self.paths.state_file(state.name), state.to_json())
+
+    @contextlib.contextmanager
+    def update(self, name: str, now: float, create: bool = True) -> Iterator[StreamState]:
+        """Read-modify-write under the stream's state lock. Nothing is written if the block raises."""
+        with locked(self.paths.state_lock(name)):
+            st = self.load(name)
+            if st is None:
+                if not create:
+                    raise NotFound(f"no state for stream {name!r}")
+                st = StreamState(name=name)
+            yield st
+            self.save(st, now)
+
+    def names(self) -> list[str]:
+        d = self.paths.state_dir
+        if not d.is_dir():
+            return []
+        return sorted(p.stem for p in d.glob("*.json"))

@@ -1,0 +1,51 @@
+"""The stream's life as an explicit state machine: statuses, stop reasons, and the legal moves."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    STARTING = "starting"  # ffmpeg launched, no media out yet
+    LIVE = "live"  # ffmpeg reports media going out
+    BACKOFF = "backoff"  # ffmpeg failed; waiting before the next try
+    STOPPING = "stopping"  # we asked ffmpeg to end
+    OFFLINE = "offline"  # ended on purpose (budget streamed, stopped) or never started
+    FAILED = "failed"  # gave up
+
+    @property
+    def running(self) -> bool:
+        return self in _RUNNING
+
+
+_RUNNING = frozenset({Status.STARTING, Status.LIVE, Status.BACKOFF, Status.STOPPING})
+
+
+class StopReason(StrEnum):
+    DURATION_REACHED = "duration_reached"  # the budget was streamed
+    STOPPED = "stopped"  # `streamctl stop`, SIGTERM or SIGINT to the supervisor
+    INPUT_ENDED = "input_ended"  # ffmpeg ended normally before the budget (input not looped)
+    RETRIES_EXHAUSTED = "retries_exhausted"  # too many failures in a row
+    START_FAILED = "start_failed"  # ffmpeg could not be launched at all
+    SUPERVISOR_LOST = "supervisor_lost"  # supervisor died; found by status/sweep/resume
+    SWEPT = "swept"  # stopped by `streamctl sweep`
+
+
+# Where each status may go next. Anything else is a bug in the supervisor, not a user error.
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.OFFLINE: frozenset({Status.STARTING}),
+    Status.FAILED: frozenset({Status.STARTING}),
+    Status.STARTING: frozenset({Status.LIVE, Status.BACKOFF, Status.STOPPING, Status.OFFLINE, Status.FAILED}),
+    Status.LIVE: frozenset({Status.BACKOFF, Status.STOPPING, Status.OFFLINE, Status.FAILED}),
+    Status.BACKOFF: frozenset({Status.STARTING, Status.STOPPING, Status.OFFLINE, Status.FAILED}),
+    Status.STOPPING: frozenset({Status.OFFLINE, Status.FAILED}),
+}
+
+
+class IllegalTransition(RuntimeError):
+    pass
+
+
+def check_transition(old: Status, new: Status) -> None:
+    if new not in TRANSITIONS[old]:
+        raise IllegalTransition(f"illegal transition {old} -> {new}")
