@@ -107,12 +107,14 @@ def reset_runtime(paths: Paths, name: str) -> float:
 
     validate_name(name)
     store = StateStore(paths)
+    if not paths.state_file(name).exists():
+        if name in load_config(paths).streams:
+            return 0.0  # configured, never started: nothing to reset
+        raise NotFound(f"no stream named {name!r}")
     with locked(paths.state_lock(name)):
         st = store.load(name)
         if st is None:
-            if name in load_config(paths).streams:
-                return 0.0
-            raise NotFound(f"no stream named {name!r}")
+            return 0.0
         if is_locked(paths.run_lock(name)):
             raise Conflict(f"stream {name!r} is live; stop it first (streamctl stop {name})")
         if st.session is not None and st.session.ffmpeg_pid and st.session.ffmpeg_create_time:

@@ -91,9 +91,12 @@ def build_argv(ffmpeg: str, spec: StreamSpec, seconds: float) -> list[str]:
         argv += ["-c:a", "aac", "-b:a", spec.audio_bitrate, "-ar", "44100", "-ac", "2"]
     # -t is an output option: it must stand before the URL, or ffmpeg ignores it and streams forever.
     argv += ["-t", f"{seconds:.3f}"]
-    argv += _output_format(spec.output_url)
-    if _output_format(spec.output_url) == ["-f", "flv"]:
+    fmt = _output_format(spec.output_url)
+    argv += fmt
+    if fmt == ["-f", "flv"]:
         argv += ["-flvflags", "no_duration_filesize"]
+    if not is_stream_url(spec.output_url):
+        argv += ["-y"]  # a file output: never stop at ffmpeg's overwrite prompt (stdin is ours, for `q`)
     argv += [spec.output_url]
     return argv
 

@@ -69,6 +69,7 @@ class Supervisor:
         wall: Callable[[], float] = time.time,
         spawn: Spawner = FfmpegProcess,
         timer_factory: TimerFactory = _timer,
+        wait: Callable[[threading.Event, float], object] = threading.Event.wait,
         watchdog_interval: float = 1.0,
         checkpoint_interval: float = 5.0,
     ) -> None:
@@ -84,6 +85,7 @@ class Supervisor:
         self.wall = wall
         self.spawn = spawn
         self.timer_factory = timer_factory
+        self._wait = wait
         self.watchdog_interval = watchdog_interval
         self.checkpoint_interval = checkpoint_interval
         s = spec.settings
@@ -134,8 +136,8 @@ class Supervisor:
             if self.ledger.meter is not None:
                 self.ledger.meter.on_progress(self.clock(), block.out_time, block.ended)
             self._progress = {"speed": block.speed, "bitrate": block.bitrate, "out_time": block.out_time}
-        if block.out_time:
-            self._wake.set()
+        if block.ended or (block.out_time and self.status == Status.STARTING):
+            self._wake.set()  # go live, or notice the end, without waiting for the next tick
 
     def _on_eof(self) -> None:
         with self._lock:
@@ -286,6 +288,11 @@ class Supervisor:
                 continue  # stopped during back-off
             self.restarts += 1
 
+    def _idle(self, seconds: float) -> None:
+        """Wait until woken (progress, exit, stop request) or SECONDS pass."""
+        self._wait(self._wake, seconds)
+        self._wake.clear()
+
     def _wake_wait(self, seconds: float) -> bool:
         """Sleep up to SECONDS; True if a stop was requested meanwhile."""
         deadline = self.clock() + seconds
@@ -293,8 +300,7 @@ class Supervisor:
             left = deadline - self.clock()
             if left <= 0:
                 return False
-            self._wake.wait(min(left, self.watchdog_interval))
-            self._wake.clear()
+            self._idle(min(left, self.watchdog_interval))
         return True
 
     def _session_run(self, remaining: float) -> tuple[int | None, float]:
@@ -392,8 +398,7 @@ class Supervisor:
                 continue
             if now - self._checkpoint_at >= self.checkpoint_interval:
                 self._commit()
-            self._wake.wait(self.watchdog_interval)
-            self._wake.clear()
+            self._idle(self.watchdog_interval)
 
     def _finish(self, reason: StopReason, started: float) -> Outcome:
         final = (

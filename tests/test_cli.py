@@ -1,0 +1,113 @@
+"""The CLI contract: exit codes, one-line errors on stderr, nothing changed on disk by bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli
+
+
+def snapshot(home: Path) -> dict[str, bytes]:
+    if not home.exists():
+        return {}
+    return {str(p.relative_to(home)): p.read_bytes() for p in sorted(home.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def media(tmp_path: Path) -> Path:  # existence is all these tests need
+    p = tmp_path / "in.mp4"
+    p.write_bytes(b"not really media")
+    return p
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["start", "nosuch"], 3, "no stream named 'nosuch'"),
+        (["start", "s", "--input", "{m}", "--url", "rtmp://h/live", "--duration", "0"], 2, "greater than zero"),
+        (["start", "s", "--input", "{m}", "--url", "rtmp://h/live", "--duration", "-1"], 2, "greater than zero"),
+        (["start", "s", "--input", "{m}", "--url", "rtmp://h/live", "--hours", "nan"], 2, "finite"),
+        (["start", "s", "--input", "{m}", "--url", "rtmp://h/live", "--duration", "5x"], 2, "not a duration"),
+        (["start", "s", "--input", "/nope.mp4", "--url", "rtmp://h/live", "--hours", "1"], 2, "input file not found"),
+        (["start", "s", "--input", "{m}", "--url", "http://h/live", "--hours", "1"], 2, "rtmp://"),
+        (["start", "s", "--input", "{m}", "--url", "rtmp://h/live", "--hours", "1", "--ffmpeg", "/no/ffmpeg"],
+         7, "ffmpeg not found"),
+        (["start", "s", "--input", "{m}", "--url", "rtmp://h/live"], 2, "no budget"),
+        (["start", "a/b", "--input", "{m}", "--url", "rtmp://h/live", "--hours", "1"], 2, "invalid stream name"),
+        (["start", "s", "--bogus"], 2, "No such option"),
+        (["status", "nosuch"], 3, "no stream named"),
+        (["reset-runtime", "nosuch"], 3, "no stream named"),
+        (["stop"], 2, "NAME or --all"),
+        (["add", "s", "--input", "{m}", "--url", "rtmp://h/live", "--hours", "0"], 2, "greater than zero"),
+    ],
+)  # fmt: skip
+def test_bad_input(home: Path, media: Path, args: list[str], code: int, message: str) -> None:
+    before = snapshot(home)
+    r = cli(*[a.replace("{m}", str(media)) for a in args])
+    assert r.returncode == code, r.stderr
+    assert message in r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("streamctl: error: ")
+    assert "Traceback" not in r.stderr
+    assert snapshot(home) == before
+
+
+def test_add_list_status_without_leaking_the_key(home: Path, media: Path) -> None:
+    r = cli(
+        "add", "yt", "-i", str(media), "--url", "rtmp://a.example/live2", "--key", "TOPSECRET", "--hours", "5"
+    )
+    assert r.returncode == 0, r.stderr
+    for args in (["list"], ["list", "--json"], ["status"], ["status", "--json"], ["runtime", "yt", "--json"]):
+        out = cli(*args)
+        assert out.returncode == 0, out.stderr
+        assert "TOPSECRET" not in out.stdout + out.stderr
+    rows = json.loads(cli("status", "--json").stdout)
+    assert rows[0]["name"] == "yt" and rows[0]["status"] == "offline" and rows[0]["budget_seconds"] == 18000
+    keys = {"name", "status", "supervisor_pid", "ffmpeg_pid", "budget_seconds", "runtime_seconds",
+            "remaining_seconds", "restarts", "sessions", "started_at", "expected_end", "end_time",
+            "stop_reason", "warning"}  # fmt: skip
+    assert keys <= set(rows[0])
+    assert cli("remove", "yt").returncode == 0
+    assert json.loads(cli("list", "--json").stdout) == []
+
+
+def test_status_warns_under_five_minutes_and_never_shows_a_dead_stream_live(home: Path) -> None:
+    import time
+
+    from streamctl.paths import Paths
+    from streamctl.state import OpenSession, StateStore
+
+    store = StateStore(Paths.from_env())
+    with store.update("w", now=time.time()) as st:
+        st.status, st.budget_seconds, st.runtime_seconds = "live", 3600.0, 3400.0
+        st.session = OpenSession(
+            started_at=time.time(), t_arg=200.0, runtime_seconds=0.0, checkpoint_at=time.time()
+        )
+    # nobody holds the run lock: the state says live, but the stream is dead
+    row = json.loads(cli("status", "w", "--json").stdout)[0]
+    assert (row["status"], row["stop_reason"], row["warning"]) == ("offline", "supervisor_lost", False)
+    # hold the run lock as a supervisor would: now it is live, with under 5 minutes left
+    from streamctl.fileio import HeldLock
+
+    lock = HeldLock(Paths.from_env().run_lock("w"), "w")
+    try:
+        row = json.loads(cli("status", "w", "--json").stdout)[0]
+        assert row["status"] == "live" and row["warning"] is True
+        assert 190 < row["remaining_seconds"] <= 200
+        table = cli("status", env={**os.environ, "COLUMNS": "200"}).stdout
+        assert "warning: w ends in" in table
+        assert cli("reset-runtime", "w").returncode == 4  # live: refused
+    finally:
+        lock.release()
+    r = cli("reset-runtime", "w")
+    assert r.returncode == 0 and "runtime reset" in r.stdout
+    assert json.loads(cli("runtime", "w", "--json").stdout)["runtime_seconds"] == 0
+
+
+def test_version_and_help() -> None:
+    r = cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith("streamctl ")
+    assert cli("start", "--help").returncode == 0

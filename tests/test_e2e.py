@@ -1,0 +1,174 @@
+"""The supervisor end to end: real ffmpeg publishing to a real nginx-rtmp on 127.0.0.1, real signals.
+
+Tolerances: a recording is what nginx received, measured by ffprobe. A clean session records its `-t`
+to within one frame (40 ms at 25 fps); each crash loses what was in flight when ffmpeg died (socket
+buffers, up to one GOP of 2 s can be cut at the receiver's end) while our accounting counts media up to the
+last progress block plus at most 1 s, so we allow 0.35 s for a clean run and 1.0 s per crash boundary,
+and never more than +0.5 s over the budget.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import Rtmp, cli, cli_bg, ffmpegs, needs_media, read_state, wait_for
+
+pytestmark = [pytest.mark.e2e, needs_media]
+
+
+def start_args(name: str, media: Path, rtmp: Rtmp, budget: str, *extra: str) -> list[str]:
+    return ["start", name, "-q", "--input", str(media), "--url", rtmp.url, "--key", f"{name}-key",
+            "--duration", budget, *extra]  # fmt: skip
+
+
+def live_ffmpeg_pid(home: Path, name: str) -> int:
+    def ready() -> int | None:
+        st = read_state(home, name)
+        if st["status"] == "live" and st["session"] and st["session"]["ffmpeg_pid"]:
+            return int(st["session"]["ffmpeg_pid"])
+        return None
+
+    return int(wait_for(ready))
+
+
+def test_clean_run_records_the_budget(home: Path, media: Path, no_leftovers: Rtmp) -> None:
+    t0 = time.monotonic()
+    r = cli(*start_args("clean", media, no_leftovers, "5s"))
+    wall = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr
+    durations = no_leftovers.durations("clean-key")
+    assert len(durations) == 1  # (c) exit 0 from -t is not restarted
+    assert sum(durations) == pytest.approx(5.0, abs=0.35)
+    st = read_state(home, "clean")
+    assert (st["status"], st["stop_reason"], st["session_count"], st["restarts"]) == (
+        "offline",
+        "duration_reached",
+        1,
+        0,
+    )
+    assert st["runtime_seconds"] == pytest.approx(5.0, abs=0.1)
+    assert st["sessions"][0]["exit_code"] == 0
+    assert wall < 5 + 3  # ended by -t, not by the 2 s-late backup timer plus a grace period
+    log = (home / "state" / "logs" / "clean.log").read_text()
+    assert "clean-key" not in log and "clean-key" not in r.stderr
+    assert "expected end" in log and "backup timer scheduled" in log and "reason duration_reached" in log
+    assert (home / "state" / "clean.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_crash_leaves_the_remaining_budget(home: Path, media: Path, no_leftovers: Rtmp) -> None:
+    """The seeds' duration test scaled down: budget 10 s, SIGSEGV at ~5 s, restart with ~5 s left."""
+    sup = cli_bg(*start_args("crash", media, no_leftovers, "10s", "--restart-delay", "1"))
+    pid = live_ffmpeg_pid(home, "crash")
+    time.sleep(5.0)
+    os.kill(pid, signal.SIGSEGV)
+    _out, err = sup.communicate(timeout=30)
+    assert sup.returncode == 0, err
+    st = read_state(home, "crash")
+    assert (st["status"], st["stop_reason"], st["restarts"], st["session_count"]) == (
+        "offline",
+        "duration_reached",
+        1,
+        2,
+    )
+    first, second = st["sessions"]
+    assert first["exit_code"] == -signal.SIGSEGV
+    assert first["runtime_seconds"] == pytest.approx(5.0, abs=1.0)
+    assert second["t_arg"] == pytest.approx(10.0 - first["runtime_seconds"], abs=0.01)  # -t = the remainder
+    durations = no_leftovers.durations("crash-key")
+    assert len(durations) == 2
+    assert durations[1] == pytest.approx(second["t_arg"], abs=0.35)
+    assert sum(durations) == pytest.approx(10.0, abs=1.0)
+    assert sum(durations) <= 10.5
+    log = (home / "state" / "logs" / "crash.log").read_text()
+    assert "restart 1/3" in log and "crash-key" not in log + err
+
+
+def test_refused_ingest_exhausts_retries(home: Path, media: Path, no_leftovers: Rtmp) -> None:
+    from tests.conftest import free_port
+
+    url = f"rtmp://127.0.0.1:{free_port()}/live"  # nothing listens there
+    t0 = time.monotonic()
+    r = cli("start", "refused", "-q", "--input", str(media), "--url", url, "--duration", "30s",
+            "--retries", "2", "--restart-delay", "0.2")  # fmt: skip
+    assert r.returncode == 1
+    assert time.monotonic() - t0 < 15
+    st = read_state(home, "refused")
+    assert (st["status"], st["stop_reason"], st["session_count"], st["restarts"]) == (
+        "failed",
+        "retries_exhausted",
+        3,  # the first try and two retries
+        2,
+    )
+    assert all(s["exit_code"] not in (0, None) for s in st["sessions"])
+    assert st["runtime_seconds"] < 1.0
+
+
+def test_second_start_is_refused(home: Path, media: Path, no_leftovers: Rtmp) -> None:
+    sup = cli_bg(*start_args("dup", media, no_leftovers, "60s"))
+    live_ffmpeg_pid(home, "dup")
+    t0 = time.monotonic()
+    r = cli(*start_args("dup", media, no_leftovers, "60s"))
+    assert r.returncode == 4
+    assert time.monotonic() - t0 < 3
+    assert "already running" in r.stderr and r.stderr.count("\n") == 1
+    assert len(ffmpegs("dup-key")) == 1
+    assert cli("stop", "dup").returncode == 0
+    assert sup.wait(15) == 0
+
+
+def test_stop_from_another_process(home: Path, media: Path, no_leftovers: Rtmp) -> None:
+    sup = cli_bg(*start_args("stopme", media, no_leftovers, "60s"))
+    pid = live_ffmpeg_pid(home, "stopme")
+    time.sleep(3)
+    r = cli("stop", "stopme")
+    assert r.returncode == 0, r.stderr
+    # `stop` waits until it is down: by now the supervisor has ended and ffmpeg is gone.
+    assert sup.wait(1) == 0
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    st = read_state(home, "stopme")
+    assert (st["status"], st["stop_reason"]) == ("offline", "stopped")
+    recorded = sum(no_leftovers.durations("stopme-key"))
+    assert st["runtime_seconds"] == pytest.approx(recorded, abs=0.6)
+    assert 2.5 < st["runtime_seconds"] < 5
+
+
+def test_sigterm_to_supervisor_records_and_resume_continues(
+    home: Path, media: Path, no_leftovers: Rtmp
+) -> None:
+    sup = cli_bg(*start_args("resume", media, no_leftovers, "8s", "--restart-delay", "1"))
+    live_ffmpeg_pid(home, "resume")
+    time.sleep(3)
+    sup.send_signal(signal.SIGTERM)
+    assert sup.wait(15) == 0
+    st = read_state(home, "resume")
+    assert (st["status"], st["stop_reason"]) == ("offline", "stopped")
+    first = st["runtime_seconds"]
+    assert 2.0 < first < 5.0
+    time.sleep(1.1)  # recordings are named by the second
+    r = cli(*start_args("resume", media, no_leftovers, "8s"))
+    assert r.returncode == 0, r.stderr
+    st = read_state(home, "resume")
+    assert st["stop_reason"] == "duration_reached"
+    assert st["runtime_seconds"] == pytest.approx(8.0, abs=0.2)
+    assert sum(no_leftovers.durations("resume-key")) == pytest.approx(8.0, abs=0.8)
+    # Spent: a further start is refused, and the state is left as it was.
+    before = (home / "state" / "resume.json").read_bytes()
+    r = cli(*start_args("resume", media, no_leftovers, "8s"))
+    assert r.returncode == 5 and "reset-runtime" in r.stderr
+    assert (home / "state" / "resume.json").read_bytes() == before
+
+
+def test_several_streams_at_once(home: Path, media: Path, no_leftovers: Rtmp) -> None:
+    names = ["multi1", "multi2", "multi3"]
+    sups = [cli_bg(*start_args(n, media, no_leftovers, "4s")) for n in names]
+    assert [s.wait(30) for s in sups] == [0, 0, 0]
+    for n in names:
+        assert sum(no_leftovers.durations(f"{n}-key")) == pytest.approx(4.0, abs=0.35)
+        assert read_state(home, n)["stop_reason"] == "duration_reached"
+    # no_leftovers then checks that no ffmpeg and no zombie is left.

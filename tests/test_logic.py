@@ -1,0 +1,131 @@
+"""Pure logic with injected clocks: durations, accounting, restart policy, state machine. No sleeping."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as hs
+
+from streamctl.accounting import EXTRAPOLATE_MAX, Ledger, SessionMeter
+from streamctl.durations import MAX_SECONDS, format_duration, parse_duration, parse_hours
+from streamctl.errors import UsageError
+from streamctl.policy import RestartPolicy
+from streamctl.state import StreamState
+from streamctl.states import TRANSITIONS, IllegalTransition, Status, StopReason
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90), ("45m", 2700), ("5h", 18000), ("1h30m", 5400), ("1.5h", 5400), ("2d", 172800),
+     ("120", 120), (" 10S ", 10), ("1h0m30s", 3630)],
+)  # fmt: skip
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    "text", ["0", "-1", "nan", "inf", "1e20", "5x", "", "h", "1m1h1m", "1hh", "-5m", "0s"]
+)
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(UsageError):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("hours", [0.0, -1.0, math.nan, math.inf, 1e20])
+def test_parse_hours_rejects(hours: float) -> None:
+    with pytest.raises(UsageError):
+        parse_hours(hours)
+
+
+@given(h=hs.integers(0, 100), m=hs.integers(0, 59), s=hs.integers(0, 59))
+def test_duration_round_trip(h: int, m: int, s: int) -> None:
+    total = h * 3600 + m * 60 + s
+    if total == 0:
+        with pytest.raises(UsageError):
+            parse_duration(f"{h}h{m}m{s}s")
+    else:
+        assert parse_duration(f"{h}h{m}m{s}s") == total
+        assert parse_duration(format_duration(total) if total >= 60 else f"{total}s") == total
+
+
+@given(hs.text(max_size=12))
+def test_parse_duration_never_crashes(text: str) -> None:
+    try:
+        v = parse_duration(text)
+    except UsageError:
+        return
+    assert 0 < v <= MAX_SECONDS and math.isfinite(v)
+
+
+def test_meter_counts_media_time_and_extrapolates_at_most_one_second() -> None:
+    m = SessionMeter(launched_at=100.0)
+    assert m.streamed(100.3) == pytest.approx(0.3)  # no progress yet: wall time, never zero
+    m.on_progress(100.35, 0.0)
+    m.on_progress(101.0, 0.6)
+    assert m.streamed(101.2) == pytest.approx(0.8)
+    assert m.streamed(150.0) == pytest.approx(0.6 + EXTRAPOLATE_MAX)  # hung: no credit for the hang
+    m.on_progress(101.5, 0.4)  # out_time never goes back
+    assert m.out_time == 0.6
+    m.on_progress(102.0, 1.6, ended=True)
+    assert m.streamed(110.0) == pytest.approx(1.6)
+
+
+@given(sessions=hs.lists(hs.floats(0.0, 20000.0), min_size=1, max_size=20), budget=hs.floats(1.0, 1e5))
+def test_ledger_never_hands_out_more_than_the_budget(sessions: list[float], budget: float) -> None:
+    """However sessions crash, -t of each new session = budget - what earlier sessions streamed."""
+    ledger = Ledger(budget=budget)
+    now = 0.0
+    delivered = 0.0
+    for ran in sessions:
+        remaining = ledger.remaining(now)
+        if remaining <= 0:
+            break
+        t_arg = remaining
+        meter = ledger.open(now)
+        actual = min(ran, t_arg)  # ffmpeg's -t caps what a session can stream
+        meter.on_progress(now + actual, actual, ended=ran >= t_arg)
+        now += actual
+        delivered += ledger.close(now)
+        now += 3.0  # restart delay: not streamed, not counted
+    assert ledger.committed == pytest.approx(delivered)
+    assert delivered <= budget + 1e-6
+
+
+def test_crash_after_two_hours_leaves_three() -> None:
+    ledger = Ledger(budget=5 * 3600)
+    m = ledger.open(0.0)
+    m.on_progress(7200.0, 7200.0)
+    assert ledger.close(7200.0) == 7200.0
+    assert ledger.remaining(7300.0) == 3 * 3600
+
+
+def test_policy_counts_failures_in_a_row_and_resets_after_a_stable_run() -> None:
+    p = RestartPolicy(retries=3, delay=3.0, stable_after=60.0)
+    assert [p.on_failure(1.0).restart for _ in range(4)] == [True, True, True, False]
+    p = RestartPolicy(retries=2, delay=3.0, stable_after=60.0)
+    assert p.on_failure(1.0).failures == 1
+    assert p.on_failure(1.0).failures == 2
+    d = p.on_failure(61.0)  # ran stably: the count starts again
+    assert (d.restart, d.failures) == (True, 1)
+
+
+def test_policy_backoff_is_capped_and_jittered() -> None:
+    p = RestartPolicy(retries=10, delay=3.0, backoff=2.0, max_delay=20.0, jitter=0.5, rand=lambda: 1.0)
+    delays = [p.on_failure(0.0).delay for _ in range(5)]
+    assert delays == [4.5, 9.0, 18.0, 30.0, 30.0]  # 3,6,12,20,20 plus 50 %
+
+
+def test_every_status_has_a_way_out_and_offline_only_restarts() -> None:
+    assert set(TRANSITIONS) == set(Status)
+    assert TRANSITIONS[Status.OFFLINE] == {Status.STARTING}
+    st = StreamState(name="x")
+    with pytest.raises(IllegalTransition):
+        st.transition(Status.LIVE)
+    st.transition(Status.STARTING, now=1.0)
+    st.transition(Status.LIVE, now=2.0)
+    st.transition(Status.OFFLINE, StopReason.DURATION_REACHED, now=3.0)
+    assert (st.status, st.stop_reason, st.end_time) == ("offline", "duration_reached", 3.0)
+    st.transition(Status.STARTING, now=4.0)
+    assert (st.stop_reason, st.end_time) == (None, None)  # a new run forgets the old ending

@@ -1,0 +1,137 @@
+"""The supervisor's loop with an injected clock, spawner, timer and wait: hours of budget in milliseconds."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from streamctl.config import Settings, StreamSpec
+from streamctl.paths import Paths
+from streamctl.state import StateStore
+from streamctl.states import Status, StopReason
+from streamctl.supervisor import Supervisor
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def wait(self, event: threading.Event, timeout: float) -> bool:
+        if not event.is_set():
+            self.t += timeout  # time passes only while the supervisor waits
+        return event.is_set()
+
+
+class FakeFfmpeg:
+    """Streams media in step with the clock; exits with RC after RUN seconds, or 0 at its -t."""
+
+    def __init__(self, clock: Clock, argv: list[str], plan: tuple[float, int] | None,
+                 on_line: Callable[[str], None], on_eof: Callable[[], None]) -> None:  # fmt: skip
+        self.clock, self.argv, self.on_line, self.on_eof = clock, argv, on_line, on_eof
+        self.t_arg = float(argv[argv.index("-t") + 1])
+        self.start = clock()
+        run, rc = plan if plan else (self.t_arg, 0)
+        self.end, self.rc = self.start + min(run, self.t_arg), (rc if run < self.t_arg else 0)
+        self.pid = 999_999_999
+        self.stopped = False
+
+    def poll(self) -> int | None:
+        now = min(self.clock(), self.end)
+        ended = now >= self.end
+        if now != getattr(self, "_last", None):  # one progress block per tick, like ffmpeg's 0.5 s period
+            self._last = now
+            self.on_line(f"out_time_us={int((now - self.start) * 1e6)}")
+            self.on_line("progress=end" if ended and self.rc == 0 else "progress=continue")
+        if ended:
+            self.on_eof()
+            return self.rc
+        return None
+
+    def stop(self, grace: float) -> int:
+        self.stopped = True
+        self.end = self.clock()
+        self.rc = 255
+        return self.poll() or 255
+
+    def close(self) -> None:
+        pass
+
+
+def make(tmp_path: Path, budget: float, plans: list[tuple[float, int]], **settings: float):  # type: ignore[no-untyped-def]
+    clock = Clock()
+    spawned: list[FakeFfmpeg] = []
+    timers: list[float] = []
+
+    def spawn(argv, on_progress, on_log, on_eof):  # type: ignore[no-untyped-def]
+        plan = plans[len(spawned)] if len(spawned) < len(plans) else None
+        p = FakeFfmpeg(clock, argv, plan, on_progress, on_eof)
+        spawned.append(p)
+        return p
+
+    class Timer:
+        def __init__(self, interval: float, fn: Callable[[], None]) -> None:
+            timers.append(interval)
+
+        def start(self) -> None: ...
+        def cancel(self) -> None: ...
+
+    spec = StreamSpec(name="unit", input="x.mp4", url="rtmp://h/live", key="k", budget_seconds=budget,
+                      settings=Settings(**settings))  # type: ignore[arg-type]  # fmt: skip
+    paths = Paths(config_file=tmp_path / "c.toml", state_dir=tmp_path / "state")
+    sup = Supervisor(spec, paths, "ffmpeg", logging.getLogger("test"), clock=clock, wall=clock,
+                     spawn=spawn, timer_factory=Timer, wait=clock.wait)  # fmt: skip
+    return sup, clock, spawned, timers, StateStore(paths)
+
+
+def test_crash_after_two_hours_restarts_with_three(tmp_path: Path) -> None:
+    sup, _clock, spawned, timers, store = make(tmp_path, 5 * 3600, [(2 * 3600, -11)], restart_delay=3.0)
+    out = sup.run()
+    assert [p.t_arg for p in spawned] == [18000.0, pytest.approx(10800.0, abs=1.0)]
+    assert (out.status, out.reason, out.restarts, out.sessions) == (
+        Status.OFFLINE,
+        StopReason.DURATION_REACHED,
+        1,
+        2,
+    )
+    assert out.runtime_seconds == pytest.approx(18000.0, abs=1.0)  # the 3 s delay is not counted
+    assert timers == [18002.0, pytest.approx(10802.0, abs=1.0)]  # backup timer per session: -t + margin
+    st = store.load("unit")
+    assert st is not None and st.runtime_seconds == pytest.approx(18000.0, abs=1.0)
+    assert st.session is None and st.status == "offline"
+
+
+def test_retries_exhausted_and_no_restart_after_spent(tmp_path: Path) -> None:
+    sup, _clock, spawned, _, _ = make(tmp_path, 3600, [(0.5, 1)] * 10, retries=3, restart_delay=2.0)
+    out = sup.run()
+    assert (out.status, out.reason, len(spawned)) == (Status.FAILED, StopReason.RETRIES_EXHAUSTED, 4)
+
+
+def test_stable_run_resets_the_failure_count(tmp_path: Path) -> None:
+    plans = [(1, 1), (1, 1), (120, 1), (1, 1), (1, 1), (1, 1)]
+    sup, _, spawned, _, _ = make(tmp_path, 3600, plans, retries=2, restart_delay=1.0)
+    out = sup.run()
+    # fail(1), fail(2), a stable 120 s run then fail (back to 1), fail(2), fail(3 > 2): 5 launches.
+    # Without the reset the third failure would already have been the last: 3 launches.
+    assert (out.reason, len(spawned)) == (StopReason.RETRIES_EXHAUSTED, 5)
+
+
+def test_stop_request_during_a_session(tmp_path: Path) -> None:
+    sup, clock, spawned, _, _ = make(tmp_path, 3600, [])
+    orig = clock.wait
+
+    def wait(event: threading.Event, timeout: float) -> bool:
+        if clock.t > 1100 and not event.is_set():
+            sup.request_stop(StopReason.STOPPED, "test")
+        return orig(event, timeout)
+
+    sup._wait = wait
+    out = sup.run()
+    assert (out.status, out.reason) == (Status.OFFLINE, StopReason.STOPPED)
+    assert spawned[0].stopped and 99 < out.runtime_seconds < 103
