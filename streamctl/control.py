@@ -6,6 +6,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from streamctl.config import load_config
@@ -24,19 +25,34 @@ class View:
 
     name: str
     state: StreamState
-    running: bool  # a supervisor holds the run lock
+    supervised: bool  # a supervisor holds the run lock
     now: float
+
+    @cached_property
+    def orphan(self) -> bool:
+        """The supervisor is gone but its ffmpeg still streams (pid and start time both match)."""
+        s = self.state.session
+        if self.supervised or s is None or not s.ffmpeg_pid or not s.ffmpeg_create_time:
+            return False
+        from streamctl.process import ProcessIdentity  # psutil: only on this rare path
+
+        return ProcessIdentity(s.ffmpeg_pid, s.ffmpeg_create_time).alive()
+
+    @property
+    def running(self) -> bool:
+        return self.supervised or self.orphan
 
     @property
     def status(self) -> Status:
         s = self.state.status_enum
         if s.running and not self.running:
-            return Status.OFFLINE  # the state says live but nobody runs it: never show a dead stream as live
+            return Status.OFFLINE  # the state says live but nothing runs: never show a dead stream as live
         return s
 
     @property
     def stale(self) -> bool:
-        return self.state.status_enum.running and not self.running
+        """The supervisor that wrote this state is gone."""
+        return self.state.status_enum.running and not self.supervised
 
     def as_dict(self) -> dict[str, Any]:
         st, now = self.state, self.now
@@ -52,7 +68,7 @@ class View:
         return {
             "name": self.name,
             "status": self.status.value,
-            "supervisor_pid": st.supervisor_pid if live else None,
+            "supervisor_pid": st.supervisor_pid if self.supervised else None,
             "ffmpeg_pid": session.ffmpeg_pid if session is not None and live else None,
             "budget_seconds": st.budget_seconds,
             "runtime_seconds": round(runtime, 3),
@@ -68,6 +84,7 @@ class View:
             "bitrate": st.progress.get("bitrate") if live else None,
             "speed": st.progress.get("speed") if live else None,
             "warning": bool(live and remaining is not None and remaining < WARN_BELOW),
+            "orphan": self.orphan,
         }
 
 

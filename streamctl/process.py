@@ -48,27 +48,31 @@ class ProcessIdentity:
 
 def stop_foreign(ident: ProcessIdentity, grace: float) -> bool:
     """Stop a process group we did not start (left by a dead supervisor). True if it was running."""
-    import psutil
-
     if not ident.alive():
         return False
     try:
-        proc = psutil.Process(ident.pid)
         pgid = os.getpgid(ident.pid)
-    except (psutil.NoSuchProcess, ProcessLookupError):
+    except ProcessLookupError:
         return False
     # Only signal the group when the process leads it (ffmpeg is launched as a session leader).
-    send: Callable[[int], None] = (
-        (lambda sig: os.killpg(pgid, sig)) if pgid == ident.pid else (lambda sig: os.kill(ident.pid, sig))
-    )
+    target = -pgid if pgid == ident.pid else ident.pid
     for sig in (signal.SIGTERM, signal.SIGCONT):
         with contextlib.suppress(ProcessLookupError):
-            send(sig)
-    _, alive = psutil.wait_procs([proc], timeout=grace)
-    if alive:
+            os.kill(target, sig)
+    if not _wait_gone(ident, grace):
         with contextlib.suppress(ProcessLookupError):
-            send(signal.SIGKILL)
-        psutil.wait_procs(alive, timeout=5)
+            os.kill(target, signal.SIGKILL)
+        _wait_gone(ident, 5.0)
+    return True
+
+
+def _wait_gone(ident: ProcessIdentity, timeout: float) -> bool:
+    """Poll until IDENT is dead or a zombie (we cannot reap another's child; its new parent will)."""
+    deadline = time.monotonic() + timeout
+    while ident.alive():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
     return True
 
 

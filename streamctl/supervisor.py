@@ -212,7 +212,12 @@ class Supervisor:
     def _recover(self, st: StreamState, now: float) -> None:
         """Clean up after a supervisor that died: its ffmpeg, its open session, its status."""
         s = st.session
-        if s is not None and s.ffmpeg_pid and s.ffmpeg_create_time:
+        if s is None:
+            if st.status_enum.running:
+                st.transition(Status.OFFLINE, StopReason.SUPERVISOR_LOST, now)
+            return
+        ran = s.runtime_seconds
+        if s.ffmpeg_pid and s.ffmpeg_create_time:
             ident = ProcessIdentity(s.ffmpeg_pid, s.ffmpeg_create_time)
             if ident.alive():
                 self.log.warning(
@@ -220,14 +225,12 @@ class Supervisor:
                     self.name,
                     ident.pid,
                 )
+                if s.checkpoint_at is not None:
+                    # It streamed until we stop it now: count that too (at most its -t).
+                    ran = min(s.t_arg, ran + max(0.0, self.wall() - s.checkpoint_at))
                 stop_foreign(ident, self.spec.settings.grace)
-        if s is not None:
-            self.log.info(
-                "stream %s: counting %s checkpointed by the earlier run",
-                self.name,
-                format_duration(s.runtime_seconds),
-            )
-            st.close_session(now, s.runtime_seconds, None, StopReason.SUPERVISOR_LOST.value)
+        self.log.info("stream %s: counting %s streamed by the earlier run", self.name, format_duration(ran))
+        st.close_session(now, ran, None, StopReason.SUPERVISOR_LOST.value)
         if st.status_enum.running:
             st.transition(Status.OFFLINE, StopReason.SUPERVISOR_LOST, now)
 

@@ -44,6 +44,7 @@ def test_clean_run_records_the_budget(home: Path, media: Path, no_leftovers: Rtm
     assert r.returncode == 0, r.stderr
     durations = no_leftovers.durations("clean-key")
     assert len(durations) == 1  # (c) exit 0 from -t is not restarted
+    print(f"FIGURE clean: budget 5.000 s, recorded {sum(durations):.3f} s, wall {wall:.2f} s")
     assert sum(durations) == pytest.approx(5.0, abs=0.35)
     st = read_state(home, "clean")
     assert (st["status"], st["stop_reason"], st["session_count"], st["restarts"]) == (
@@ -82,6 +83,10 @@ def test_crash_leaves_the_remaining_budget(home: Path, media: Path, no_leftovers
     assert second["t_arg"] == pytest.approx(10.0 - first["runtime_seconds"], abs=0.01)  # -t = the remainder
     durations = no_leftovers.durations("crash-key")
     assert len(durations) == 2
+    print(
+        f"FIGURE crash: budget 10.000 s, counted {first['runtime_seconds']:.3f}+{second['runtime_seconds']:.3f}, "
+        f"recorded {durations[0]:.3f}+{durations[1]:.3f} = {sum(durations):.3f} s"
+    )
     assert durations[1] == pytest.approx(second["t_arg"], abs=0.35)
     assert sum(durations) == pytest.approx(10.0, abs=1.0)
     assert sum(durations) <= 10.5
@@ -172,3 +177,34 @@ def test_several_streams_at_once(home: Path, media: Path, no_leftovers: Rtmp) ->
         assert sum(no_leftovers.durations(f"{n}-key")) == pytest.approx(4.0, abs=0.35)
         assert read_state(home, n)["stop_reason"] == "duration_reached"
     # no_leftovers then checks that no ffmpeg and no zombie is left.
+
+
+def test_restart_after_supervisor_kill_stops_the_orphan_first(
+    home: Path, media: Path, no_leftovers: Rtmp
+) -> None:
+    import json
+
+    sup = cli_bg(*start_args("orphan", media, no_leftovers, "20s"))
+    pid = live_ffmpeg_pid(home, "orphan")
+    wait_for(lambda: read_state(home, "orphan")["session"]["runtime_seconds"] > 0, timeout=10)
+    sup.kill()  # SIGKILL: no cleanup; its ffmpeg streams on, orphaned
+    sup.wait()
+    assert psutil.Process(pid).is_running()
+    row = json.loads(cli("status", "orphan", "--json").stdout)[0]
+    assert (row["status"], row["orphan"], row["supervisor_pid"]) == ("live", True, None)
+    checkpoint = read_state(home, "orphan")["session"]["runtime_seconds"]
+    time.sleep(1.1)
+    r = cli(*start_args("orphan", media, no_leftovers, "20s"))
+    assert r.returncode == 0, r.stderr
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    log = (home / "state" / "logs" / "orphan.log").read_text()
+    assert f"ffmpeg pid {pid} from an earlier run is still running; stopping it first" in log
+    st = read_state(home, "orphan")
+    first = st["sessions"][0]
+    assert first["end"] == "supervisor_lost"
+    # The orphan streamed on until it was stopped: that time is counted too, not only the checkpoint.
+    assert first["runtime_seconds"] > checkpoint + 1.0
+    assert st["runtime_seconds"] == pytest.approx(20.0, abs=0.2)
+    recorded = sum(no_leftovers.durations("orphan-key"))
+    assert recorded == pytest.approx(20.0, abs=1.0)
+    assert recorded <= 20.5
