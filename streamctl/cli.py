@@ -159,6 +159,12 @@ def start(
     grace: Annotated[
         float | None, typer.Option(help="Seconds between SIGTERM and SIGKILL (default 5).")
     ] = None,
+    stall_timeout: Annotated[
+        float | None, typer.Option(help="Seconds without media progress before ffmpeg counts as hung (15).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Wall-clock deadline, e.g. 2026-12-01T22:00 (local time).")
+    ] = None,
     ffmpeg: Annotated[str | None, typer.Option(help="ffmpeg binary to run.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log to the file only.")] = False,
 ) -> None:
@@ -166,10 +172,11 @@ def start(
 
     Example: streamctl start morning --hours 5
     """
-    from streamctl.config import resolve_spec
-    from streamctl.supervisor import start_stream
+    from streamctl.config import parse_until, resolve_spec
 
     overrides = {
+        "until": parse_until(until) if until is not None else None,
+        "stall_timeout": stall_timeout,
         "budget_seconds": _budget(hours, duration),
         "input": input,
         "url": url,
@@ -184,8 +191,39 @@ def start(
     }
     paths = _paths()
     spec = resolve_spec(paths, name, overrides)
-    outcome = start_stream(paths, spec, console=not quiet)
+    outcome = _run_start(paths, spec, quiet)
     raise typer.Exit(0 if outcome.ok else 1)
+
+
+def _run_start(paths: Any, spec: Any, quiet: bool) -> Any:
+    """In a terminal: the supervisor's log lines scroll above a bar of the budget with what remains."""
+    from streamctl.supervisor import start_stream
+
+    if quiet or not sys.stderr.isatty():
+        return start_stream(paths, spec, console=not quiet)
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from streamctl.durations import format_duration
+
+    console = Console(stderr=True)
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[text]}"),
+        console=console,
+        transient=True,
+    )
+    task = bar.add_task(spec.name, total=1.0, text="starting")
+
+    def tick(sup: Any) -> None:
+        total = sup.ledger.committed + sup.ledger.session(sup.clock())
+        left = sup.remaining()
+        text = f"{sup.status.value}  {format_duration(total)} streamed, {format_duration(left)} left"
+        bar.update(task, total=(total + left) or 1.0, completed=total, text=text)
+
+    with bar:
+        return start_stream(paths, spec, console=console, on_tick=tick)
 
 
 @app.command()
@@ -205,9 +243,11 @@ def stop(
         typer.echo(f"{n}: {control.stop(paths, n, timeout)}")
 
 
-def _status_table(rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
+def _status_renderable(rows: list[dict[str, Any]]) -> Any:
+    from rich.console import Group
+    from rich.progress_bar import ProgressBar
     from rich.table import Table
+    from rich.text import Text
 
     from streamctl.durations import format_duration
 
@@ -219,58 +259,111 @@ def _status_table(rows: list[dict[str, Any]]) -> None:
         "failed": "red",
     }
     table = Table(box=None, pad_edge=False)
-    for col in (
-        "NAME",
-        "STATUS",
-        "RUNTIME",
-        "BUDGET",
-        "REMAINING",
-        "EXPECTED END",
-        "RESTARTS",
-        "PIDS",
-        "REASON",
-    ):
-        table.add_column(col)
+    for col in ("NAME", "STATUS", "RUNTIME / BUDGET", "", "REMAINING", "EXPECTED END", "RESTARTS", "PIDS",
+                "BITRATE", "REASON"):  # fmt: skip
+        table.add_column(col, no_wrap=True)
     notes = []
     for r in rows:
         style = colour.get(r["status"], "dim")
         pids = "/".join(str(p) for p in (r["supervisor_pid"], r["ffmpeg_pid"]) if p) or "-"
+        budget = r["budget_seconds"]
+        remaining = format_duration(r["remaining_seconds"])
+        if r["limit"] == "deadline":
+            remaining += " (deadline)"
         table.add_row(
             r["name"],
-            f"[{style}]{r['status']}[/]",
-            format_duration(r["runtime_seconds"]),
-            format_duration(r["budget_seconds"]),
-            f"[yellow]{format_duration(r['remaining_seconds'])}[/]"
-            if r["warning"]
-            else format_duration(r["remaining_seconds"]),
+            Text(r["status"] + (" (orphan)" if r["orphan"] else ""), style=style),
+            f"{format_duration(r['runtime_seconds'])} / {format_duration(budget)}",
+            ProgressBar(total=budget or 1.0, completed=r["runtime_seconds"] if budget else 0, width=16),
+            Text(remaining, style="yellow" if r["warning"] else ""),
             (r["expected_end"] or "-")[:19].replace("T", " "),
             str(r["restarts"]),
             pids,
+            f"{r['bitrate']} x{r['speed']}" if r["bitrate"] else "-",
             r["stop_reason"] or "-",
         )
         if r["warning"]:
-            notes.append(f"[yellow]warning: {r['name']} ends in {format_duration(r['remaining_seconds'])}[/]")
-    console = Console()
-    console.print(table)
-    for n in notes:
-        console.print(n)
+            notes.append(Text(f"warning: {r['name']} ends in {remaining}", style="bold yellow"))
+    return Group(table, *notes)
 
 
 @app.command()
 def status(
     names: Annotated[list[str] | None, typer.Argument(help="Streams (default: all).")] = None,
     as_json: Json = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Live dashboard, refreshed every second.")
+    ] = False,
 ) -> None:
     """Show every stream: status, pids, runtime, remaining, expected end, restarts, last stop reason."""
     from streamctl import control
 
-    rows = [v.as_dict() for v in control.views(_paths(), names or None)]
+    paths = _paths()
+    rows = [v.as_dict() for v in control.views(paths, names or None)]
     if as_json:
         _print_json(rows)
+    elif watch:
+        import time
+
+        from rich.console import Console
+        from rich.live import Live
+
+        with Live(_status_renderable(rows), console=Console(), auto_refresh=False) as live:
+            try:
+                while True:
+                    time.sleep(1.0)
+                    rows = [v.as_dict() for v in control.views(paths, names or None)]
+                    live.update(_status_renderable(rows), refresh=True)
+            except KeyboardInterrupt:
+                pass
     elif not rows:
         typer.echo("no streams")
     else:
-        _status_table(rows)
+        from rich.console import Console
+
+        Console().print(_status_renderable(rows))
+
+
+@app.command()
+def logs(
+    name: Name,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="How many last lines to print.")] = 50,
+) -> None:
+    """Print (or follow) a stream's log."""
+    import time
+
+    from streamctl.errors import NotFound
+
+    path = _paths().log_file(name)
+    if not path.exists():
+        raise NotFound(f"no log for stream {name!r} at {path}")
+    with path.open("r", encoding="utf-8", errors="replace") as f:
+        sys.stdout.writelines(f.readlines()[-lines:] if lines > 0 else [])
+        sys.stdout.flush()
+        while follow:
+            line = f.readline()
+            if line:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            else:
+                time.sleep(0.25)
+
+
+@app.command()
+def sweep(
+    as_json: Json = False,
+    grace: Annotated[float, typer.Option(help="Seconds between SIGTERM and SIGKILL.")] = 5.0,
+) -> None:
+    """Stop whatever overran its time, even with its supervisor dead. For cron: * * * * * streamctl sweep"""
+    from streamctl.sweep import sweep as do_sweep
+
+    actions = do_sweep(_paths(), grace=grace)
+    if as_json:
+        _print_json([a.as_dict() for a in actions])
+        return
+    for a in actions:
+        typer.echo(f"{a.name}: {a.action}: {a.detail}")
 
 
 @app.command()

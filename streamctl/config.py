@@ -27,11 +27,13 @@ _RESOLUTION = re.compile(r"\d{2,5}x\d{2,5}")
 class Settings:
     """How the supervisor treats a stream: defaults that any stream or the command line may override."""
 
-    retries: int = 3
-    restart_delay: float = 3.0
-    backoff: float = 1.0
+    retries: int = 3  # failures in a row tolerated
+    restart_delay: float = 3.0  # first wait before a restart; doubles (backoff) up to max_delay
+    backoff: float = 2.0
     max_delay: float = 60.0
-    stable_after: float = 60.0
+    jitter: float = 0.1  # up to 10 % added at random, so many streams do not retry in step
+    stable_after: float = 60.0  # a session that ran this long resets the failure count
+    stall_timeout: float = 15.0  # no media progress for this long: ffmpeg is hung
     grace: float = 5.0
     ffmpeg: str = "ffmpeg"
 
@@ -43,6 +45,7 @@ class StreamSpec:
     url: str
     key: str | None = None  # the secret part; appended to url as its last path segment
     budget_seconds: float | None = None
+    until: float | None = None  # wall-clock deadline, unix time
     mode: str = "copy"
     loop: bool = True
     input_format: str | None = None  # e.g. "lavfi" for generated sources
@@ -86,6 +89,8 @@ def validate_spec(spec: StreamSpec) -> StreamSpec:
         raise UsageError(f"input file not found: {spec.input}")
     if spec.budget_seconds is not None:
         check_seconds(spec.budget_seconds, "budget")
+    if spec.until is not None and not math.isfinite(spec.until):
+        raise UsageError("until must be a date and time")
     if not _BITRATE.fullmatch(spec.bitrate) or not _BITRATE.fullmatch(spec.audio_bitrate):
         raise UsageError("bitrate must look like 3000k or 4M")
     if spec.resolution is not None and not _RESOLUTION.fullmatch(spec.resolution):
@@ -95,10 +100,32 @@ def validate_spec(spec: StreamSpec) -> StreamSpec:
     s = spec.settings
     if not 0 <= s.retries <= 1000:
         raise UsageError(f"retries must be 0-1000, got {s.retries}")
-    for what, v in (("restart_delay", s.restart_delay), ("grace", s.grace), ("max_delay", s.max_delay)):
+    for what, v in (
+        ("restart_delay", s.restart_delay),
+        ("grace", s.grace),
+        ("max_delay", s.max_delay),
+        ("stable_after", s.stable_after),
+    ):
         if math.isnan(v) or not 0 <= v <= 3600:
             raise UsageError(f"{what} must be 0-3600 seconds, got {v}")
+    if math.isnan(s.stall_timeout) or not 1 <= s.stall_timeout <= 3600:
+        raise UsageError(f"stall_timeout must be 1-3600 seconds, got {s.stall_timeout}")
+    if math.isnan(s.backoff) or not 1 <= s.backoff <= 10 or math.isnan(s.jitter) or not 0 <= s.jitter <= 1:
+        raise UsageError("backoff must be 1-10 and jitter 0-1")
     return spec
+
+
+def parse_until(text: str) -> float:
+    """A deadline like 2026-12-01T22:00 (local time unless it has an offset) as unix time."""
+    from datetime import datetime
+
+    try:
+        dt = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"until {text!r} is not a date and time like 2026-12-01T22:00") from None
+    if dt.tzinfo is None:
+        dt = dt.astimezone()  # naive means local time
+    return dt.timestamp()
 
 
 def _seconds(value: Any, what: str) -> float:
@@ -124,13 +151,14 @@ def _budget(table: dict[str, Any], where: str) -> float | None:
 
 def _settings(table: dict[str, Any], base: Settings, where: str) -> Settings:
     changes: dict[str, Any] = {}
-    for key in ("restart_delay", "grace", "max_delay", "stable_after"):
+    for key in ("restart_delay", "grace", "max_delay", "stable_after", "stall_timeout"):
         if key in table:
             changes[key] = _seconds(table[key], f"{where}.{key}")
     if "retries" in table:
         changes["retries"] = int(table["retries"])
-    if "backoff" in table:
-        changes["backoff"] = float(table["backoff"])
+    for key in ("backoff", "jitter"):
+        if key in table:
+            changes[key] = float(table[key])
     if "ffmpeg" in table:
         changes["ffmpeg"] = str(table["ffmpeg"])
     return replace(base, **changes)
@@ -178,6 +206,7 @@ class Config:
                 url=str(table.get("url", "")),
                 key=_key(table, where),
                 budget_seconds=_budget(table, where),
+                until=parse_until(str(table["until"])) if "until" in table else None,
                 mode=str(table.get("mode", "copy")),
                 loop=bool(table.get("loop", True)),
                 input_format=table.get("input_format"),

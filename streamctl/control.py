@@ -31,12 +31,12 @@ class View:
     @cached_property
     def orphan(self) -> bool:
         """The supervisor is gone but its ffmpeg still streams (pid and start time both match)."""
-        s = self.state.session
-        if self.supervised or s is None or not s.ffmpeg_pid or not s.ffmpeg_create_time:
+        if self.supervised or self.state.session is None:
             return False
-        from streamctl.process import ProcessIdentity  # psutil: only on this rare path
+        from streamctl.recovery import session_process  # psutil: only on this rare path
 
-        return ProcessIdentity(s.ffmpeg_pid, s.ffmpeg_create_time).alive()
+        ident = session_process(self.state.session)
+        return ident is not None and ident.alive()
 
     @property
     def running(self) -> bool:
@@ -58,7 +58,7 @@ class View:
         st, now = self.state, self.now
         live = self.status.running
         runtime = st.total_runtime(now if live else None)
-        remaining = st.remaining(now if live else None)
+        remaining = st.remaining(now) if live else st.remaining(None if st.until is None else now)
         session = st.session
         session_runtime = None
         if session is not None and live:
@@ -71,6 +71,8 @@ class View:
             "supervisor_pid": st.supervisor_pid if self.supervised else None,
             "ffmpeg_pid": session.ffmpeg_pid if session is not None and live else None,
             "budget_seconds": st.budget_seconds,
+            "until": iso(st.until),
+            "limit": st.limit(now),
             "runtime_seconds": round(runtime, 3),
             "session_runtime_seconds": round(session_runtime, 3) if session_runtime is not None else None,
             "remaining_seconds": round(remaining, 3) if remaining is not None else None,
@@ -134,10 +136,11 @@ def reset_runtime(paths: Paths, name: str) -> float:
             return 0.0
         if is_locked(paths.run_lock(name)):
             raise Conflict(f"stream {name!r} is live; stop it first (streamctl stop {name})")
-        if st.session is not None and st.session.ffmpeg_pid and st.session.ffmpeg_create_time:
-            from streamctl.process import ProcessIdentity
+        if st.session is not None:
+            from streamctl.recovery import session_process
 
-            if ProcessIdentity(st.session.ffmpeg_pid, st.session.ffmpeg_create_time).alive():
+            ident = session_process(st.session)
+            if ident is not None and ident.alive():
                 raise Conflict(
                     f"an ffmpeg of stream {name!r} is still running (pid {st.session.ffmpeg_pid}); "
                     f"stop it first (streamctl stop {name})"
@@ -157,6 +160,7 @@ def reset_runtime(paths: Paths, name: str) -> float:
 def stop(paths: Paths, name: str, timeout: float = 30.0) -> str:
     """Stop a running stream gracefully and wait until it is down. Returns what happened, for people."""
     from streamctl.process import ProcessIdentity, stop_foreign
+    from streamctl.recovery import close_lost, orphan_streamed, session_process
 
     validate_name(name)
     store = StateStore(paths)
@@ -189,12 +193,13 @@ def stop(paths: Paths, name: str, timeout: float = 30.0) -> str:
         if st is None or st.session is None:
             return "not running"
         s = st.session
-        killed = False
-        if s.ffmpeg_pid and s.ffmpeg_create_time:
-            killed = stop_foreign(ProcessIdentity(s.ffmpeg_pid, s.ffmpeg_create_time), timeout)
         now = time.time()
-        st.close_session(now, s.runtime_seconds, None, StopReason.STOPPED.value)
-        if st.status_enum.running:
-            st.transition(Status.OFFLINE, StopReason.STOPPED, now)
+        ran = s.runtime_seconds
+        ident = session_process(s)
+        killed = ident is not None and ident.alive()
+        if killed and ident is not None:
+            ran = orphan_streamed(s, now)
+            stop_foreign(ident, timeout)
+        close_lost(st, now, ran, StopReason.STOPPED)
         store.save(st, now)
         return "stopped orphaned ffmpeg" if killed else "not running"

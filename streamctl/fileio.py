@@ -7,6 +7,7 @@ import errno
 import fcntl
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,16 +69,24 @@ def locked(path: Path) -> Iterator[None]:
 class HeldLock:
     """A non-blocking exclusive flock kept for a long time (the supervisor's run lock)."""
 
-    def __init__(self, path: Path, what: str) -> None:
+    def __init__(self, path: Path, what: str, patience: float = 1.0) -> None:
         self.path = path
         self._fd = _open_lock(path)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            os.close(self._fd)
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise AlreadyRunning(f"{what} is already running") from None
-            raise FileError(f"cannot lock {path}: {e.strerror}") from None
+        # `is_locked` probes take the lock for an instant; retry briefly so a probe never makes a real
+        # start fail. A supervisor holds it for good, so after PATIENCE seconds it is really running.
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    os.close(self._fd)
+                    raise FileError(f"cannot lock {path}: {e.strerror}") from None
+            if time.monotonic() >= deadline:
+                os.close(self._fd)
+                raise AlreadyRunning(f"{what} is already running")
+            time.sleep(0.01)
 
     def release(self) -> None:
         if self._fd >= 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from streamctl.fileio import ensure_private_dir
 
@@ -26,7 +27,8 @@ class SecretFilter(logging.Filter):
         return True
 
 
-def stream_logger(name: str, log_file: Path, secrets: list[str], console: bool = True) -> logging.Logger:
+def stream_logger(name: str, log_file: Path, secrets: list[str], console: Any = True) -> logging.Logger:
+    """CONSOLE: True for a new stderr console, False for none, or a rich Console to share (progress bar)."""
     log = logging.getLogger(f"streamctl.stream.{name}")
     log.setLevel(logging.DEBUG)
     log.propagate = False
@@ -44,11 +46,12 @@ def stream_logger(name: str, log_file: Path, secrets: list[str], console: bool =
     fh.setLevel(logging.DEBUG)
     fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
     log.addHandler(fh)
-    if console:
+    if console is not False:
         from rich.console import Console
         from rich.logging import RichHandler
 
-        ch = RichHandler(console=Console(stderr=True), show_path=False, markup=False, rich_tracebacks=False)
+        con = Console(stderr=True) if console is True else console
+        ch = RichHandler(console=con, show_path=False, markup=False, rich_tracebacks=False)
         ch.setLevel(logging.INFO)
         log.addHandler(ch)
     return log

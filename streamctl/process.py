@@ -26,6 +26,7 @@ class ProcessIdentity:
 
     pid: int
     create_time: float
+    cmd: tuple[str, ...] | None = None  # argv with secrets masked; checked when known
 
     @classmethod
     def of(cls, pid: int) -> ProcessIdentity | None:
@@ -41,9 +42,18 @@ class ProcessIdentity:
 
         try:
             p = psutil.Process(self.pid)
-            return abs(p.create_time() - self.create_time) < 0.01 and p.status() != psutil.STATUS_ZOMBIE
+            if abs(p.create_time() - self.create_time) >= 0.01 or p.status() == psutil.STATUS_ZOMBIE:
+                return False
+            return self.cmd is None or masked_argv(p.cmdline()) == list(self.cmd)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return False
+
+
+def masked_argv(argv: list[str], secrets: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """ARGV fit to store and show: every URL's secret parts masked."""
+    from streamctl.ffmpeg import mask_url
+
+    return [mask_url(a, secrets) if "://" in a else a for a in argv]
 
 
 def stop_foreign(ident: ProcessIdentity, grace: float) -> bool:

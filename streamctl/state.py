@@ -37,6 +37,8 @@ class OpenSession:
     ffmpeg_create_time: float | None = None
     runtime_seconds: float = 0.0  # streamed so far, as of checkpoint_at
     checkpoint_at: float | None = None  # unix time of the last checkpoint
+    ffmpeg_cmd: list[str] | None = None  # its argv with the key masked: part of its identity
+    orphaned_at: float | None = None  # when a sweep found it streaming without its supervisor
 
 
 @dataclass
@@ -46,6 +48,7 @@ class StreamState:
     status: str = Status.OFFLINE.value
     stop_reason: str | None = None
     budget_seconds: float | None = None
+    until: float | None = None  # wall-clock deadline (unix time); the earlier of it and the budget wins
     runtime_seconds: float = 0.0  # committed: closed sessions only
     session: OpenSession | None = None
     sessions: list[dict[str, Any]] = field(default_factory=list)
@@ -58,6 +61,7 @@ class StreamState:
     end_time: float | None = None
     last_exit_code: int | None = None
     progress: dict[str, Any] = field(default_factory=dict)  # last bitrate/speed seen
+    stop_request: str | None = None  # a StopReason set by `sweep` for the running supervisor to honour
     updated_at: float | None = None
 
     @property
@@ -110,10 +114,27 @@ class StreamState:
                 total += max(0.0, now - s.checkpoint_at)
         return total
 
-    def remaining(self, now: float | None = None) -> float | None:
+    def budget_left(self, now: float | None = None) -> float | None:
         if self.budget_seconds is None:
             return None
         return max(0.0, self.budget_seconds - self.total_runtime(now))
+
+    def remaining(self, now: float | None = None) -> float | None:
+        """Time left to stream: the budget's rest or the time to the deadline, whichever is less."""
+        left = self.budget_left(now)
+        if self.until is not None and now is not None:
+            to_deadline = max(0.0, self.until - now)
+            left = to_deadline if left is None else min(left, to_deadline)
+        return left
+
+    def limit(self, now: float) -> str | None:
+        """Which limit applies now: "budget" or "deadline"."""
+        left = self.budget_left(now)
+        if self.until is None:
+            return "budget" if left is not None else None
+        if left is None or self.until - now < left:
+            return "deadline"
+        return "budget"
 
     def to_json(self) -> bytes:
         return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode()

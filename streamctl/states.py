@@ -23,6 +23,7 @@ _RUNNING = frozenset({Status.STARTING, Status.LIVE, Status.BACKOFF, Status.STOPP
 
 class StopReason(StrEnum):
     DURATION_REACHED = "duration_reached"  # the budget was streamed
+    DEADLINE_REACHED = "deadline_reached"  # the wall-clock deadline (--until) passed
     STOPPED = "stopped"  # `streamctl stop`, SIGTERM or SIGINT to the supervisor
     INPUT_ENDED = "input_ended"  # ffmpeg ended normally before the budget (input not looped)
     RETRIES_EXHAUSTED = "retries_exhausted"  # too many failures in a row

@@ -8,12 +8,14 @@ which re-checks the budget once a second. (`streamctl sweep`, run by cron, is th
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from types import FrameType
 from typing import Any
 
@@ -21,11 +23,12 @@ from streamctl.accounting import Ledger
 from streamctl.config import StreamSpec
 from streamctl.durations import format_duration
 from streamctl.errors import AlreadyRunning, BudgetSpent, UsageError
-from streamctl.ffmpeg import ProgressParser, build_argv, mask_url
+from streamctl.ffmpeg import ProgressParser, build_argv
 from streamctl.fileio import HeldLock, is_locked
 from streamctl.paths import Paths
 from streamctl.policy import RestartPolicy
-from streamctl.process import Child, FfmpegProcess, ProcessIdentity, stop_foreign
+from streamctl.process import Child, FfmpegProcess, ProcessIdentity, masked_argv, stop_foreign
+from streamctl.recovery import close_lost, orphan_streamed, session_process
 from streamctl.state import OpenSession, StateStore, StreamState, iso
 from streamctl.states import Status, StopReason
 
@@ -37,12 +40,22 @@ Spawner = Callable[[list[str], Callable[[str], None], Callable[[str], None], Cal
 TimerFactory = Callable[[float, Callable[[], None]], Any]
 
 
+class End(Enum):
+    """How a session ended, as far as the restart decision is concerned."""
+
+    FINISHED = "finished"  # exit 0: -t reached, or the input ended
+    FAILED = "failed"  # any other exit: crash, signal, network error
+    STALLED = "stalled"  # no media progress for stall_timeout: we stopped it; a failure
+    STOPPED = "stopped"  # we were asked to stop (signal, timer, watchdog, sweep)
+    NOT_STARTED = "not_started"  # ffmpeg could not be launched
+
+
 @dataclass(frozen=True)
 class Outcome:
     status: Status
     reason: StopReason
     runtime_seconds: float
-    budget_seconds: float
+    budget_seconds: float | None
     sessions: int
     restarts: int
 
@@ -70,11 +83,12 @@ class Supervisor:
         spawn: Spawner = FfmpegProcess,
         timer_factory: TimerFactory = _timer,
         wait: Callable[[threading.Event, float], object] = threading.Event.wait,
+        on_tick: Callable[[Supervisor], None] | None = None,
         watchdog_interval: float = 1.0,
         checkpoint_interval: float = 5.0,
     ) -> None:
-        if spec.budget_seconds is None:
-            raise UsageError(f"stream {spec.name!r} has no budget: give --hours or --duration")
+        if spec.budget_seconds is None and spec.until is None:
+            raise UsageError(f"stream {spec.name!r} has no budget: give --hours, --duration or --until")
         self.spec = spec
         self.name = spec.name
         self.paths = paths
@@ -86,6 +100,7 @@ class Supervisor:
         self.spawn = spawn
         self.timer_factory = timer_factory
         self._wait = wait
+        self.on_tick = on_tick
         self.watchdog_interval = watchdog_interval
         self.checkpoint_interval = checkpoint_interval
         s = spec.settings
@@ -94,21 +109,42 @@ class Supervisor:
             delay=s.restart_delay,
             backoff=s.backoff,
             max_delay=s.max_delay,
+            jitter=s.jitter,
             stable_after=s.stable_after,
         )
-        self.ledger = Ledger(budget=spec.budget_seconds)
+        budget = spec.budget_seconds if spec.budget_seconds is not None else math.inf
+        self.ledger = Ledger(budget=budget)
+        self.until = spec.until
         self.status = Status.OFFLINE
         self.restarts = 0
-        self._lock = threading.Lock()  # guards the meter and progress, fed by the reader thread
+        self._lock = threading.Lock()  # guards the meter, progress and _eof_at, fed by reader threads
         self._wake = threading.Event()
         self._stop_reason: StopReason | None = None
         self._stop_source = ""
         self._proc: Child | None = None
         self._parser = ProgressParser()
         self._progress: dict[str, Any] = {}
+        self._advanced_at = 0.0  # monotonic time media output last advanced (stall detection)
         self._session: OpenSession | None = None
         self._checkpoint_at = 0.0
         self._eof_at: float | None = None  # when ffmpeg closed its stdout: the session's end
+
+    @property
+    def budget(self) -> float | None:
+        return None if math.isinf(self.ledger.budget) else self.ledger.budget
+
+    def remaining(self) -> float:
+        """What may still be streamed: the budget's rest, or the time to the deadline if that is less."""
+        with self._lock:
+            left = self.ledger.remaining(self.clock())
+        if self.until is not None:
+            left = min(left, max(0.0, self.until - self.wall()))
+        return left
+
+    def _limit_reason(self) -> StopReason:
+        if self.until is not None and self.until - self.wall() <= self.ledger.remaining(self.clock()):
+            return StopReason.DEADLINE_REACHED
+        return StopReason.DURATION_REACHED
 
     # ---- requests from other threads and signal handlers -------------------------------------------
     def request_stop(self, reason: StopReason, source: str) -> None:
@@ -122,8 +158,8 @@ class Supervisor:
 
     def _on_timer(self) -> None:
         # The backup layer acts on its own: it stops ffmpeg even if the main loop were stuck.
-        self.log.warning("stream %s: backup timer fired, budget deadline passed; stopping ffmpeg", self.name)
-        self.request_stop(StopReason.DURATION_REACHED, "timer")
+        self.log.warning("stream %s: backup timer fired, time is up; stopping ffmpeg", self.name)
+        self.request_stop(self._limit_reason(), "timer")
         proc = self._proc
         if proc is not None:
             proc.stop(self.spec.settings.grace)
@@ -132,9 +168,14 @@ class Supervisor:
         block = self._parser.feed(line)
         if block is None:
             return
+        now = self.clock()
         with self._lock:
-            if self.ledger.meter is not None:
-                self.ledger.meter.on_progress(self.clock(), block.out_time, block.ended)
+            meter = self.ledger.meter
+            if meter is not None:
+                before = meter.out_time
+                meter.on_progress(now, block.out_time, block.ended)
+                if meter.out_time > before:
+                    self._advanced_at = now
             self._progress = {"speed": block.speed, "bitrate": block.bitrate, "out_time": block.out_time}
         if block.ended or (block.out_time and self.status == Status.STARTING):
             self._wake.set()  # go live, or notice the end, without waiting for the next tick
@@ -160,16 +201,16 @@ class Supervisor:
                 self.status = new
             with self._lock:
                 session_runtime = self.ledger.session(mono)
-                remaining = self.ledger.remaining(mono)
                 st.progress = dict(self._progress)
-            st.budget_seconds = self.ledger.budget
+            st.budget_seconds = self.budget
+            st.until = self.until
             st.restarts = self.restarts
             if self._session is not None:
                 self._session.runtime_seconds = round(session_runtime, 3)
                 self._session.checkpoint_at = now
             st.session = self._session
             if self.status.running:
-                st.expected_end = now + remaining
+                st.expected_end = now + self.remaining()
             self._checkpoint_at = mono
             return st
 
@@ -180,59 +221,59 @@ class Supervisor:
             with self.store.update(self.name, now) as st:
                 self._recover(st, now)
         committed = st.runtime_seconds if st else 0.0
-        remaining = self.ledger.budget - committed
+        self.ledger.committed = committed
+        remaining = self.remaining()
         if remaining < MIN_SESSION:
+            if self._limit_reason() == StopReason.DEADLINE_REACHED:
+                raise BudgetSpent(f"stream {self.name!r}: its deadline {iso(self.until)} has passed")
             raise BudgetSpent(
                 f"stream {self.name!r} has streamed {format_duration(committed)} of its "
-                f"{format_duration(self.ledger.budget)} budget; run `streamctl reset-runtime {self.name}` "
+                f"{format_duration(self.budget)} budget; run `streamctl reset-runtime {self.name}` "
                 "or start it with a larger --hours/--duration"
             )
-        self.ledger.committed = committed
         me = ProcessIdentity.of(os.getpid())
         with self.store.update(self.name, now) as st:
             st.transition(Status.STARTING, None, now)
             self.status = Status.STARTING
-            st.budget_seconds = self.ledger.budget
+            st.budget_seconds = self.budget
+            st.until = self.until
             st.started_at = now
             st.restarts = self.restarts = 0
+            st.stop_request = None
             st.supervisor_pid = me.pid if me else None
             st.supervisor_create_time = me.create_time if me else None
             st.expected_end = now + remaining
         self.log.info(
-            "stream %s: supervisor started at %s; budget %s, already streamed %s, remaining %s; "
-            "expected end %s",
+            "stream %s: supervisor started at %s; budget %s, already streamed %s, deadline %s, "
+            "remaining %s; expected end %s",
             self.name,
             iso(now),
-            format_duration(self.ledger.budget),
+            format_duration(self.budget),
             format_duration(committed),
+            iso(self.until) or "none",
             format_duration(remaining),
             iso(now + remaining),
         )
 
     def _recover(self, st: StreamState, now: float) -> None:
-        """Clean up after a supervisor that died: its ffmpeg, its open session, its status."""
+        """Clean up after a supervisor that died: its ffmpeg, its open session, its status (resume)."""
         s = st.session
-        if s is None:
-            if st.status_enum.running:
-                st.transition(Status.OFFLINE, StopReason.SUPERVISOR_LOST, now)
-            return
-        ran = s.runtime_seconds
-        if s.ffmpeg_pid and s.ffmpeg_create_time:
-            ident = ProcessIdentity(s.ffmpeg_pid, s.ffmpeg_create_time)
-            if ident.alive():
-                self.log.warning(
-                    "stream %s: ffmpeg pid %d from an earlier run is still running; stopping it first",
-                    self.name,
-                    ident.pid,
-                )
-                if s.checkpoint_at is not None:
-                    # It streamed until we stop it now: count that too (at most its -t).
-                    ran = min(s.t_arg, ran + max(0.0, self.wall() - s.checkpoint_at))
-                stop_foreign(ident, self.spec.settings.grace)
-        self.log.info("stream %s: counting %s streamed by the earlier run", self.name, format_duration(ran))
-        st.close_session(now, ran, None, StopReason.SUPERVISOR_LOST.value)
-        if st.status_enum.running:
-            st.transition(Status.OFFLINE, StopReason.SUPERVISOR_LOST, now)
+        ran = s.runtime_seconds if s is not None else 0.0
+        ident = session_process(s)
+        if s is not None and ident is not None and ident.alive():
+            self.log.warning(
+                "stream %s: ffmpeg pid %d from an earlier run is still running; stopping it first",
+                self.name,
+                ident.pid,
+            )
+            ran = orphan_streamed(s, self.wall())  # it streamed until we stop it now
+            stop_foreign(ident, self.spec.settings.grace)
+        if s is not None:
+            self.log.info(
+                "stream %s: counting %s streamed by the earlier run", self.name, format_duration(ran)
+            )
+
+        close_lost(st, now, ran, StopReason.SUPERVISOR_LOST)
 
     # ---- the loop ---------------------------------------------------------------------------------
     def run(self) -> Outcome:
@@ -254,33 +295,34 @@ class Supervisor:
         while True:
             if self._stop_reason is not None:
                 return self._finish(self._stop_reason, started)
-            remaining = self.ledger.remaining(self.clock())
+            remaining = self.remaining()
             if remaining < MIN_SESSION:
-                return self._finish(StopReason.DURATION_REACHED, started)
-            rc, ran = self._session_run(remaining)
-            if rc is None:
+                return self._finish(self._limit_reason(), started)
+            end, rc, ran = self._session_run(remaining)
+            if end == End.NOT_STARTED:
                 return self._finish(StopReason.START_FAILED, started)
-            if self._stop_reason is not None:
+            if end == End.STOPPED:
                 continue
-            remaining = self.ledger.remaining(self.clock())
-            if rc == 0 or remaining < MIN_SESSION:
-                # -t reached (exit 0) is never restarted; neither is a session that used up the budget.
-                reason = StopReason.DURATION_REACHED if remaining < MIN_SESSION else StopReason.INPUT_ENDED
-                return self._finish(reason, started)
+            remaining = self.remaining()
+            if remaining < MIN_SESSION:
+                return self._finish(self._limit_reason(), started)  # never restart once time is up
+            if end == End.FINISHED:
+                # Exit 0 with time left: a non-looped input ended. Not a failure: do not restart.
+                return self._finish(StopReason.INPUT_ENDED, started)
             decision = self.policy.on_failure(ran)
             if not decision.restart:
                 self.log.error(
-                    "stream %s: ffmpeg failed %d times in a row (exit %s); giving up",
+                    "stream %s: ffmpeg failed %d times in a row (last: %s); giving up",
                     self.name,
                     decision.failures,
-                    rc,
+                    "stalled" if end == End.STALLED else f"exit {rc}",
                 )
                 return self._finish(StopReason.RETRIES_EXHAUSTED, started)
             self._commit(Status.BACKOFF)
             self.log.warning(
-                "stream %s: ffmpeg exited with %s after %s; restart %d/%d in %.1fs with %s remaining",
+                "stream %s: ffmpeg %s after %s streamed; restart %d/%d in %.1fs with %s remaining",
                 self.name,
-                rc,
+                "stalled" if end == End.STALLED else f"exited with {rc}",
                 format_duration(ran),
                 decision.failures,
                 self.policy.retries,
@@ -304,25 +346,27 @@ class Supervisor:
             if left <= 0:
                 return False
             self._idle(min(left, self.watchdog_interval))
+            if self.on_tick:
+                self.on_tick(self)
         return True
 
-    def _session_run(self, remaining: float) -> tuple[int | None, float]:
-        """One ffmpeg session with -t REMAINING. Returns (exit code or None if it never started, streamed)."""
+    def _session_run(self, remaining: float) -> tuple[End, int | None, float]:
+        """One ffmpeg session with -t REMAINING: how it ended, its exit code, and what it streamed."""
         argv = build_argv(self.ffmpeg, self.spec, remaining)
-        secrets = self.spec.secrets()
-        shown = [mask_url(a, secrets) if a == self.spec.output_url else a for a in argv]
+        shown = masked_argv(argv, self.spec.secrets())
         self._parser = ProgressParser()
         with self._lock:
             self.ledger.open(self.clock())
             self._progress = {}
             self._eof_at = None
+            self._advanced_at = self.clock()
         try:
             proc = self.spawn(argv, self._on_progress_line, self._on_log_line, self._on_eof)
         except OSError as e:
             with self._lock:
                 self.ledger.close(self.clock())
             self.log.error("stream %s: cannot launch ffmpeg: %s", self.name, e.strerror or e)
-            return None, 0.0
+            return End.NOT_STARTED, None, 0.0
         now = self.wall()
         ident = ProcessIdentity.of(proc.pid)
         self._proc = proc
@@ -331,26 +375,23 @@ class Supervisor:
             t_arg=round(remaining, 3),
             ffmpeg_pid=proc.pid,
             ffmpeg_create_time=ident.create_time if ident else None,
+            ffmpeg_cmd=shown,
         )
         self._commit(Status.STARTING)
+        cmd = " ".join(shown)
         self.log.info(
-            "stream %s: ffmpeg pid %d launched with -t %.3f: %s",
-            self.name,
-            proc.pid,
-            remaining,
-            " ".join(shown),
+            "stream %s: ffmpeg pid %d launched with -t %.3f: %s", self.name, proc.pid, remaining, cmd
         )
-        margin = TIMER_MARGIN
-        timer = self.timer_factory(remaining + margin, self._on_timer)
+        timer = self.timer_factory(remaining + TIMER_MARGIN, self._on_timer)
         timer.start()
         self.log.info(
             "stream %s: backup timer scheduled for %s (in %s)",
             self.name,
-            iso(now + remaining + margin),
-            format_duration(remaining + margin),
+            iso(now + remaining + TIMER_MARGIN),
+            format_duration(remaining + TIMER_MARGIN),
         )
         try:
-            rc = self._watch(proc, remaining, margin)
+            end, rc = self._watch(proc, remaining)
         finally:
             timer.cancel()
         proc.close()  # joins the readers, so _eof_at is final
@@ -360,86 +401,104 @@ class Supervisor:
         ended = self.wall()
         session, self._session = self._session, None
         with self.store.update(self.name, ended) as st:
+            if st.stop_request and self._stop_reason is None:
+                # `sweep` stopped this ffmpeg: it asks us, through the state file, not to restart it.
+                self.request_stop(StopReason(st.stop_request), "sweep")
+                end = End.STOPPED
+            st.stop_request = None
             st.session = session
-            st.close_session(ended, ran, rc, self._stop_reason.value if self._stop_reason else f"exit {rc}")
+            st.close_session(ended, ran, rc, self._stop_reason.value if self._stop_reason else end.value)
             st.session_count += 1
             st.last_exit_code = rc
             st.runtime_seconds = self.ledger.committed  # the ledger is the authority
         self.log.info(
-            "stream %s: session ended (exit %s) after %s streamed; total %s of %s",
+            "stream %s: session ended (%s, exit %s) after %s streamed; total %s of %s",
             self.name,
+            end.value,
             rc,
             format_duration(ran),
             format_duration(self.ledger.committed),
-            format_duration(self.ledger.budget),
+            format_duration(self.budget),
         )
-        return rc, ran
+        return end, rc, ran
 
-    def _watch(self, proc: Child, t_arg: float, margin: float) -> int:
-        """Wait for PROC to end; meanwhile the watchdog: go live, checkpoint, enforce the budget."""
+    def _watch(self, proc: Child, t_arg: float) -> tuple[End, int]:
+        """Wait for PROC to end; meanwhile the watchdog: go live, checkpoint, enforce budget and liveness."""
         launched = self.clock()
         grace = self.spec.settings.grace
+        stall_timeout = self.spec.settings.stall_timeout
         while True:
             rc = proc.poll()
             if rc is not None:
-                return rc
+                return (End.STOPPED if self._stop_reason else End.FINISHED if rc == 0 else End.FAILED), rc
             if self._stop_reason is not None:
                 if self.status != Status.STOPPING:
                     self._commit(Status.STOPPING)
                 self.log.info("stream %s: stopping ffmpeg (%s)", self.name, self._stop_source)
-                return proc.stop(grace)
+                return End.STOPPED, proc.stop(grace)
             now = self.clock()
             with self._lock:
                 streamed = self.ledger.session(now)
                 live = bool(self._progress.get("out_time"))
+                quiet = now - self._advanced_at
             if live and self.status == Status.STARTING:
                 self._commit(Status.LIVE)
                 self.log.info("stream %s: live", self.name)
-            if streamed > t_arg + WATCHDOG_SLACK or now - launched > t_arg + margin + WATCHDOG_SLACK:
-                self.log.warning("stream %s: watchdog: session passed its budget; stopping", self.name)
-                self.request_stop(StopReason.DURATION_REACHED, "watchdog")
+            if streamed > t_arg + WATCHDOG_SLACK or now - launched > t_arg + TIMER_MARGIN + WATCHDOG_SLACK:
+                self.log.warning("stream %s: watchdog: session passed its time; stopping", self.name)
+                self.request_stop(self._limit_reason(), "watchdog")
                 continue
+            if self.until is not None and self.wall() >= self.until + TIMER_MARGIN:
+                self.request_stop(StopReason.DEADLINE_REACHED, "watchdog: deadline")
+                continue
+            if quiet >= stall_timeout:
+                self.log.warning(
+                    "stream %s: no media progress for %.1fs (%s); ffmpeg is hung, replacing it",
+                    self.name,
+                    quiet,
+                    "never started" if not live else f"stuck at {self._progress.get('out_time'):.1f}s",
+                )
+                self._commit()
+                return End.STALLED, proc.stop(grace)
             if now - self._checkpoint_at >= self.checkpoint_interval:
                 self._commit()
+            if self.on_tick:
+                self.on_tick(self)
             self._idle(self.watchdog_interval)
 
     def _finish(self, reason: StopReason, started: float) -> Outcome:
-        final = (
-            Status.FAILED
-            if reason in (StopReason.RETRIES_EXHAUSTED, StopReason.START_FAILED)
-            else Status.OFFLINE
-        )
+        failed = reason in (StopReason.RETRIES_EXHAUSTED, StopReason.START_FAILED)
+        final = Status.FAILED if failed else Status.OFFLINE
         st = self._commit(final, reason)
-        wall = self.clock() - started
         self.log.info(
             "stream %s: stopped, reason %s; streamed %s of %s budget (%s remaining) in %d sessions, "
             "%d restarts, %s wall time",
             self.name,
             reason.value,
             format_duration(self.ledger.committed),
-            format_duration(self.ledger.budget),
-            format_duration(self.ledger.remaining(self.clock())),
+            format_duration(self.budget),
+            format_duration(self.remaining()),
             st.session_count,
             self.restarts,
-            format_duration(wall),
+            format_duration(self.clock() - started),
         )
-        return Outcome(
-            final, reason, self.ledger.committed, self.ledger.budget, st.session_count, self.restarts
-        )
+        return Outcome(final, reason, self.ledger.committed, self.budget, st.session_count, self.restarts)
 
 
-def start_stream(paths: Paths, spec: StreamSpec, console: bool = True) -> Outcome:
+def start_stream(
+    paths: Paths, spec: StreamSpec, console: Any = True, on_tick: Callable[[Supervisor], None] | None = None
+) -> Outcome:
     """Run SPEC's supervisor in this process until the stream ends (the `start` command)."""
     from streamctl.ffmpeg import find_ffmpeg
     from streamctl.logs import close_logger, stream_logger
 
     ffmpeg = find_ffmpeg(spec.settings.ffmpeg)
-    if spec.budget_seconds is None:
-        raise UsageError(f"stream {spec.name!r} has no budget: give --hours or --duration")
+    if spec.budget_seconds is None and spec.until is None:
+        raise UsageError(f"stream {spec.name!r} has no budget: give --hours, --duration or --until")
     if is_locked(paths.run_lock(spec.name)):
         raise AlreadyRunning(f"stream {spec.name!r} is already running")
     log = stream_logger(spec.name, paths.log_file(spec.name), spec.secrets(), console=console)
     try:
-        return Supervisor(spec, paths, ffmpeg, log).run()
+        return Supervisor(spec, paths, ffmpeg, log, on_tick=on_tick).run()
     finally:
         close_logger(log)

@@ -1,0 +1,33 @@
+"""Cleaning up after a supervisor that is gone: shared by `start` (resume), `sweep` and `stop`.
+
+An orphaned ffmpeg streamed from its last checkpoint until now as far as anyone can tell, so it is credited
+with that time (at most its -t): counting too much can only end the stream early, never late.
+"""
+
+from __future__ import annotations
+
+from streamctl.process import ProcessIdentity
+from streamctl.state import OpenSession, StreamState
+from streamctl.states import Status, StopReason
+
+
+def session_process(s: OpenSession | None) -> ProcessIdentity | None:
+    """The recorded ffmpeg of S, pinned by pid, start time and command line."""
+    if s is None or not s.ffmpeg_pid or not s.ffmpeg_create_time:
+        return None
+    return ProcessIdentity(s.ffmpeg_pid, s.ffmpeg_create_time, tuple(s.ffmpeg_cmd) if s.ffmpeg_cmd else None)
+
+
+def orphan_streamed(s: OpenSession, now: float) -> float:
+    """What an orphaned session has streamed by NOW: its checkpoint plus the time since, at most its -t."""
+    since = s.checkpoint_at if s.checkpoint_at is not None else s.started_at
+    return min(s.t_arg, s.runtime_seconds + max(0.0, now - since))
+
+
+def close_lost(st: StreamState, now: float, ran: float, reason: StopReason) -> None:
+    """Close the open session (crediting RAN) and mark a running status offline with REASON."""
+    if st.session is not None:
+        st.close_session(now, ran, None, reason.value)
+    st.stop_request = None
+    if st.status_enum.running:
+        st.transition(Status.OFFLINE, reason, now)

@@ -1,0 +1,102 @@
+"""`streamctl sweep`: the stop layer outside the supervisor, run by cron every minute.
+
+For every stream in the state folder, under the same state lock the supervisor uses:
+- supervisor gone, its ffmpeg alive: stop it when its time is up (recorded `swept`); otherwise adopt it,
+  crediting what it streamed, so a later sweep stops it on time;
+- supervisor alive, its ffmpeg past its time by more than the grace period: ask the supervisor (through
+  the state file) not to restart, and stop ffmpeg;
+- status running but nothing runs: record `offline`, `supervisor_lost`, crediting the last checkpoint.
+A process is only ever signalled when its pid, start time and command line all match the record.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+from streamctl.errors import StreamctlError
+from streamctl.fileio import is_locked, locked
+from streamctl.paths import Paths
+from streamctl.process import ProcessIdentity, stop_foreign
+from streamctl.recovery import close_lost, orphan_streamed, session_process
+from streamctl.state import StateStore, StreamState
+from streamctl.states import StopReason
+
+SLACK = 0.5  # seconds of budget left that count as spent (an orphan is not worth keeping for it)
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    action: str  # stopped_orphan | adopted_orphan | stopped_overrun | marked_lost | error
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def _time_up(st: StreamState, streamed_total: float, now: float, grace: float = 0.0) -> bool:
+    """Is this stream's time up by more than GRACE: its budget streamed, or its deadline passed?"""
+    if st.budget_seconds is not None and streamed_total > st.budget_seconds - SLACK + grace:
+        return True
+    return st.until is not None and now > st.until + grace
+
+
+def sweep_one(paths: Paths, store: StateStore, name: str, grace: float, now: float) -> Action | None:
+    kill: ProcessIdentity | None = None
+    action: Action | None = None
+    with locked(paths.state_lock(name)):
+        st = store.load(name)
+        if st is None:
+            return None
+        s = st.session
+        ident = session_process(s)
+        ffmpeg_alive = ident is not None and ident.alive()
+        supervised = is_locked(paths.run_lock(name))
+        if not supervised and s is not None and ffmpeg_alive:
+            ran = orphan_streamed(s, now)
+            if _time_up(st, st.runtime_seconds + ran, now):
+                stop_foreign(ident, grace)  # type: ignore[arg-type]  # ffmpeg_alive implies ident
+                close_lost(st, now, ran, StopReason.SWEPT)
+                action = Action(name, "stopped_orphan", f"pid {s.ffmpeg_pid}, time up; {ran:.1f}s credited")
+            else:
+                first = s.orphaned_at is None
+                s.runtime_seconds, s.checkpoint_at = round(ran, 3), now
+                s.orphaned_at = s.orphaned_at or now
+                if first:
+                    action = Action(
+                        name, "adopted_orphan", f"pid {s.ffmpeg_pid} streams without a supervisor"
+                    )
+        elif not supervised and (s is not None or st.status_enum.running):
+            close_lost(st, now, s.runtime_seconds if s is not None else 0.0, StopReason.SUPERVISOR_LOST)
+            action = Action(name, "marked_lost", "status said running but nothing runs")
+        elif (
+            supervised
+            and s is not None
+            and ffmpeg_alive
+            and not st.stop_request
+            # Wall time since launch: a hung ffmpeg advances no media, but its time runs all the same.
+            and _time_up(st, st.runtime_seconds + (now - s.started_at), now, grace)
+        ):
+            st.stop_request = StopReason.SWEPT.value
+            kill = ident
+            action = Action(name, "stopped_overrun", f"pid {s.ffmpeg_pid} ran past its time + {grace:g}s")
+        if action is None:
+            return None
+        store.save(st, now)
+    if kill is not None:
+        stop_foreign(kill, grace)  # outside the lock: the supervisor must be able to record the exit
+    return action
+
+
+def sweep(paths: Paths, grace: float = 5.0, now: float | None = None) -> list[Action]:
+    store = StateStore(paths)
+    actions = []
+    for name in store.names():
+        try:
+            act = sweep_one(paths, store, name, grace, time.time() if now is None else now)
+        except StreamctlError as e:
+            act = Action(name, "error", str(e))
+        if act is not None:
+            actions.append(act)
+    return actions
