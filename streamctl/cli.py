@@ -108,7 +108,7 @@ def list_(as_json: Json = False) -> None:
     """List configured streams (keys are never shown)."""
     from streamctl.config import load_config
     from streamctl.durations import format_duration
-    from streamctl.ffmpeg import mask_url
+    from streamctl.masking import mask_url
 
     config = load_config(_paths())
     rows: list[dict[str, Any]] = []

@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 from streamctl.durations import check_seconds, parse_duration
 from streamctl.errors import FileError, NotFound, UsageError
 from streamctl.fileio import atomic_write, locked
+from streamctl.masking import STREAM_SCHEMES, url_secrets
 from streamctl.paths import Paths, validate_name
 
 MODES = ("copy", "encode")
-STREAM_SCHEMES = ("rtmp", "rtmps", "srt")
 _BITRATE = re.compile(r"\d+(\.\d+)?[kKmM]?")
 _RESOLUTION = re.compile(r"\d{2,5}x\d{2,5}")
 
@@ -64,11 +64,8 @@ class StreamSpec:
         return self.url.rstrip("/") + "/" + self.key
 
     def secrets(self) -> list[str]:
-        return [self.key] if self.key else []
-
-
-def is_stream_url(url: str) -> bool:
-    return urlsplit(url).scheme.lower() in STREAM_SCHEMES
+        """Everything to mask: the key, and the secret parts of the URL (a key may be written into it)."""
+        return ([self.key] if self.key else []) + url_secrets(self.output_url)
 
 
 def validate_spec(spec: StreamSpec) -> StreamSpec:
@@ -154,13 +151,14 @@ def _settings(table: dict[str, Any], base: Settings, where: str) -> Settings:
     for key in ("restart_delay", "grace", "max_delay", "stable_after", "stall_timeout"):
         if key in table:
             changes[key] = _seconds(table[key], f"{where}.{key}")
-    if "retries" in table:
-        changes["retries"] = int(table["retries"])
-    for key in ("backoff", "jitter"):
+    for key, kind in (("retries", int), ("backoff", float), ("jitter", float), ("ffmpeg", str)):
         if key in table:
-            changes[key] = float(table[key])
-    if "ffmpeg" in table:
-        changes["ffmpeg"] = str(table["ffmpeg"])
+            value = table[key]
+            if isinstance(value, bool) or not isinstance(value, kind if kind is not float else int | float):
+                raise UsageError(
+                    f"{where}.{key} must be {'a string' if kind is str else 'a number'}, got {value!r}"
+                )
+            changes[key] = kind(value)
     return replace(base, **changes)
 
 
@@ -181,6 +179,23 @@ def _key(table: dict[str, Any], where: str) -> str | None:
     return None
 
 
+def _opt_str(table: dict[str, Any], key: str) -> str | None:
+    v = table.get(key)
+    if v is not None and not isinstance(v, str):
+        raise TypeError(f"{key} must be a string, got {v!r}")
+    return v
+
+
+def _check_shape(path: Path, data: dict[str, Any]) -> None:
+    """Tables where tables belong, so later lookups cannot trip over a stray value."""
+    for key in ("defaults", "streams"):
+        if not isinstance(data.get(key, {}), dict):
+            raise FileError(f"config {path}: [{key}] must be a table")
+    for name, table in data.get("streams", {}).items():
+        if not isinstance(table, dict):
+            raise FileError(f"config {path}: streams.{name} must be a table like [streams.{name}]")
+
+
 @dataclass
 class Config:
     path: Path
@@ -188,11 +203,13 @@ class Config:
 
     @property
     def streams(self) -> dict[str, dict[str, Any]]:
-        s = self.data.get("streams", {})
-        return s if isinstance(s, dict) else {}
+        return dict(self.data.get("streams", {}))
 
     def settings(self) -> Settings:
-        return _settings(self.data.get("defaults", {}), Settings(), "defaults")
+        try:
+            return _settings(self.data.get("defaults", {}), Settings(), "defaults")
+        except (TypeError, ValueError) as e:
+            raise UsageError(f"{self.path}: [defaults]: {e}") from None
 
     def spec(self, name: str) -> StreamSpec:
         table = self.streams.get(name)
@@ -209,16 +226,16 @@ class Config:
                 until=parse_until(str(table["until"])) if "until" in table else None,
                 mode=str(table.get("mode", "copy")),
                 loop=bool(table.get("loop", True)),
-                input_format=table.get("input_format"),
+                input_format=_opt_str(table, "input_format"),
                 bitrate=str(table.get("bitrate", "3000k")),
                 audio_bitrate=str(table.get("audio_bitrate", "128k")),
-                resolution=table.get("resolution"),
+                resolution=_opt_str(table, "resolution"),
                 fps=int(table["fps"]) if "fps" in table else None,
                 keyframe_seconds=float(table.get("keyframe_seconds", 2.0)),
                 preset=str(table.get("preset", "veryfast")),
                 settings=_settings(table, self.settings(), where),
             )
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, AttributeError) as e:
             raise UsageError(f"{self.path}: [{where}]: {e}") from None
 
 
@@ -240,7 +257,10 @@ def load_config(paths: Paths) -> Config:
         raise FileError(f"config {path} is not valid TOML: {e}") from None
     except OSError as e:
         raise FileError(f"cannot read config {path}: {e.strerror}") from None
-    return Config(path, data)
+    _check_shape(path, data)
+    config = Config(path, data)
+    config.settings()  # a broken [defaults] is reported by every command, not only by `start`
+    return config
 
 
 def _write(config: Config) -> None:
@@ -255,18 +275,25 @@ def config_lock(paths: Paths) -> Path:
 
 def add_stream(paths: Paths, name: str, table: dict[str, Any], replace_existing: bool = False) -> StreamSpec:
     validate_name(name)
-    with locked(config_lock(paths)):
+
+    def candidate() -> tuple[Config, StreamSpec]:
         config = load_config(paths)
         if name in config.streams and not replace_existing:
             raise UsageError(f"stream {name!r} already exists in {config.path}; use --replace")
-        candidate = Config(config.path, {**config.data, "streams": {**config.streams, name: table}})
-        spec = validate_spec(candidate.spec(name))  # validate before anything is written
-        _write(candidate)
+        new = Config(config.path, {**config.data, "streams": {**config.streams, name: table}})
+        return new, validate_spec(new.spec(name))
+
+    candidate()  # bad input fails here, before the lock file or folder is created
+    with locked(config_lock(paths)):
+        new, spec = candidate()  # again under the lock: the config may have changed meanwhile
+        _write(new)
         return spec
 
 
 def remove_stream(paths: Paths, name: str) -> None:
     validate_name(name)
+    if name not in load_config(paths).streams:
+        raise NotFound(f"no stream named {name!r} in {paths.config_file}")
     with locked(config_lock(paths)):
         config = load_config(paths)
         if name not in config.streams:

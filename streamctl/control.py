@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -171,15 +172,20 @@ def stop(paths: Paths, name: str, timeout: float = 30.0) -> str:
     if is_locked(lock):
         deadline = time.monotonic() + timeout
         ident = None
-        while ident is None and time.monotonic() < deadline:
+        while ident is None:
+            # The state may still name an earlier, dead supervisor, or none yet: wait for the live one.
             st = store.load(name)
             if st is not None and st.supervisor_pid and st.supervisor_create_time:
-                ident = ProcessIdentity(st.supervisor_pid, st.supervisor_create_time)
-            else:
-                time.sleep(0.05)  # the supervisor has the lock but has not written its pid yet
-        if ident is None or not ident.alive():
-            raise StreamctlError(f"stream {name!r} is locked but its supervisor cannot be found")
-        os.kill(ident.pid, signal.SIGTERM)  # the supervisor records reason `stopped` itself
+                candidate = ProcessIdentity(st.supervisor_pid, st.supervisor_create_time)
+                ident = candidate if candidate.alive() else None
+            if ident is None:
+                if not is_locked(lock):
+                    return "stopped"  # it ended by itself meanwhile
+                if time.monotonic() >= deadline:
+                    raise StreamctlError(f"stream {name!r} is locked but its supervisor cannot be found")
+                time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(ident.pid, signal.SIGTERM)  # the supervisor records reason `stopped` itself
         while is_locked(lock):
             if time.monotonic() >= deadline:
                 raise StreamctlError(f"stream {name!r} did not stop within {timeout:g}s")

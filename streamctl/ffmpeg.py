@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from streamctl.config import StreamSpec, is_stream_url
+from streamctl.config import StreamSpec
 from streamctl.errors import EnvironmentProblem
+from streamctl.masking import is_stream_url
 
 STATS_PERIOD = 0.5
-MASK = "****"
 
 
 def find_ffmpeg(configured: str) -> str:
@@ -26,26 +26,6 @@ def find_ffmpeg(configured: str) -> str:
             f"ffmpeg not found: {configured!r} is not on PATH (install ffmpeg, or set ffmpeg in the config)"
         )
     return found
-
-
-def mask_url(url: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
-    """URL with its secret parts masked: known keys, the stream-key path segment, query, password."""
-    for s in secrets:
-        if s:
-            url = url.replace(s, MASK)
-    if not is_stream_url(url):
-        return url
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = MASK + "@" + netloc.rsplit("@", 1)[1]
-    path = parts.path
-    segments = path.split("/")
-    # rtmp://host/app/KEY: everything after the application name is the key.
-    if len([s for s in segments if s]) >= 2:
-        path = "/" + segments[1] + "/" + MASK
-    query = MASK if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, path, query, ""))
 
 
 def _output_format(url: str) -> list[str]:

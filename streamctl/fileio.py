@@ -95,12 +95,16 @@ class HeldLock:
 
 
 def is_locked(path: Path) -> bool:
-    """True when some process holds PATH's flock (i.e. a supervisor is running)."""
+    """True when some process holds PATH's exclusive flock (i.e. a supervisor is running).
+
+    The probe takes a *shared* lock for an instant: probes never conflict with each other, so two
+    `status` calls cannot see each other as a running supervisor.
+    """
     if not path.exists():
         return False
     fd = _open_lock(path)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError:
         return True
     finally:

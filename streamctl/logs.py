@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from streamctl.fileio import ensure_private_dir
-
-MASK = "****"
+from streamctl.masking import mask_text
 
 
 class SecretFilter(logging.Filter):
@@ -20,10 +19,7 @@ class SecretFilter(logging.Filter):
         self.secrets = [s for s in secrets if s]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.getMessage()
-        for s in self.secrets:
-            msg = msg.replace(s, MASK)
-        record.msg, record.args = msg, None
+        record.msg, record.args = mask_text(record.getMessage(), self.secrets), None
         return True
 
 

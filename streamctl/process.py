@@ -8,7 +8,9 @@ The group is killed while the leader is still an unreaped zombie, so its pgid ca
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -22,11 +24,19 @@ Q_WAIT = 1.0  # seconds to wait after `q` before signalling
 
 @dataclass(frozen=True)
 class ProcessIdentity:
-    """A process pinned by pid *and* start time, so a reused pid is never mistaken for it."""
+    """A process pinned by pid, start time and (when known) a digest of its command line's tail.
+
+    The start time is compared to within a second: psutil derives it from the boot time, which moves
+    when the wall clock is stepped. The command line is compared as a salted digest of the arguments
+    after argv[0], matched against the end of the live command line, so a wrapper script (snap) still
+    matches, and no stream key is stored.
+    """
 
     pid: int
     create_time: float
-    cmd: tuple[str, ...] | None = None  # argv with secrets masked; checked when known
+    cmd_digest: str | None = None
+    salt: str = ""
+    nargs: int = 0
 
     @classmethod
     def of(cls, pid: int) -> ProcessIdentity | None:
@@ -42,18 +52,18 @@ class ProcessIdentity:
 
         try:
             p = psutil.Process(self.pid)
-            if abs(p.create_time() - self.create_time) >= 0.01 or p.status() == psutil.STATUS_ZOMBIE:
+            if abs(p.create_time() - self.create_time) >= 1.0 or p.status() == psutil.STATUS_ZOMBIE:
                 return False
-            return self.cmd is None or masked_argv(p.cmdline()) == list(self.cmd)
+            if self.cmd_digest is None:
+                return True
+            live = p.cmdline()
+            return len(live) > self.nargs and cmd_digest(live[-self.nargs :], self.salt) == self.cmd_digest
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return False
 
 
-def masked_argv(argv: list[str], secrets: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """ARGV fit to store and show: every URL's secret parts masked."""
-    from streamctl.ffmpeg import mask_url
-
-    return [mask_url(a, secrets) if "://" in a else a for a in argv]
+def cmd_digest(args: list[str], salt: str) -> str:
+    return hashlib.sha256((salt + "\0" + "\0".join(args)).encode()).hexdigest()
 
 
 def stop_foreign(ident: ProcessIdentity, grace: float) -> bool:
@@ -107,7 +117,7 @@ class FfmpegProcess:
         on_eof: Callable[[], None] = lambda: None,
     ) -> None:
         self._popen = subprocess.Popen(
-            argv,
+            _with_parent_death_signal(argv),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -190,6 +200,18 @@ class FfmpegProcess:
             if f is not None:
                 with contextlib.suppress(OSError):
                     f.close()
+
+
+def _with_parent_death_signal(argv: list[str]) -> list[str]:
+    """Have the kernel send ffmpeg SIGTERM if the supervisor dies (SIGKILL, OOM killer).
+
+    An ffmpeg that outlived its supervisor would stream on uncounted; with this it ends within
+    milliseconds and at most one checkpoint interval of accounting is lost. setpriv (util-linux) sets
+    PR_SET_PDEATHSIG and execs ffmpeg in the same process, without preexec_fn, which is unsafe with
+    threads. A frozen (SIGSTOPped) ffmpeg can still outlive us: that is for `streamctl sweep`.
+    """
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else argv
 
 
 def _is_stopped(pid: int) -> bool:

@@ -15,7 +15,8 @@ def session_process(s: OpenSession | None) -> ProcessIdentity | None:
     """The recorded ffmpeg of S, pinned by pid, start time and command line."""
     if s is None or not s.ffmpeg_pid or not s.ffmpeg_create_time:
         return None
-    return ProcessIdentity(s.ffmpeg_pid, s.ffmpeg_create_time, tuple(s.ffmpeg_cmd) if s.ffmpeg_cmd else None)
+    nargs = len(s.ffmpeg_cmd) - 1 if s.ffmpeg_cmd else 0
+    return ProcessIdentity(s.ffmpeg_pid, s.ffmpeg_create_time, s.cmd_digest, s.cmd_salt, nargs)
 
 
 def orphan_streamed(s: OpenSession, now: float) -> float:

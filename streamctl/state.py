@@ -37,7 +37,9 @@ class OpenSession:
     ffmpeg_create_time: float | None = None
     runtime_seconds: float = 0.0  # streamed so far, as of checkpoint_at
     checkpoint_at: float | None = None  # unix time of the last checkpoint
-    ffmpeg_cmd: list[str] | None = None  # its argv with the key masked: part of its identity
+    ffmpeg_cmd: list[str] | None = None  # its argv with the key masked, for people
+    cmd_digest: str | None = None  # salted digest of its argv after argv[0]: part of its identity
+    cmd_salt: str = ""
     orphaned_at: float | None = None  # when a sweep found it streaming without its supervisor
 
 
@@ -193,8 +195,10 @@ class StateStore:
                 if not create:
                     raise NotFound(f"no state for stream {name!r}")
                 st = StreamState(name=name)
+            before = st.to_json()
             yield st
-            self.save(st, now)
+            if st.to_json() != before:  # a no-op update leaves the file as it was
+                self.save(st, now)
 
     def names(self) -> list[str]:
         d = self.paths.state_dir

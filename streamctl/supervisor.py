@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import secrets
 import signal
 import threading
 import time
@@ -22,12 +23,13 @@ from typing import Any
 from streamctl.accounting import Ledger
 from streamctl.config import StreamSpec
 from streamctl.durations import format_duration
-from streamctl.errors import AlreadyRunning, BudgetSpent, UsageError
+from streamctl.errors import BudgetSpent, UsageError
 from streamctl.ffmpeg import ProgressParser, build_argv
-from streamctl.fileio import HeldLock, is_locked
+from streamctl.fileio import HeldLock
+from streamctl.masking import masked_argv
 from streamctl.paths import Paths
 from streamctl.policy import RestartPolicy
-from streamctl.process import Child, FfmpegProcess, ProcessIdentity, masked_argv, stop_foreign
+from streamctl.process import Child, FfmpegProcess, ProcessIdentity, cmd_digest, stop_foreign
 from streamctl.recovery import close_lost, orphan_streamed, session_process
 from streamctl.state import OpenSession, StateStore, StreamState, iso
 from streamctl.states import Status, StopReason
@@ -46,6 +48,7 @@ class End(Enum):
     FINISHED = "finished"  # exit 0: -t reached, or the input ended
     FAILED = "failed"  # any other exit: crash, signal, network error
     STALLED = "stalled"  # no media progress for stall_timeout: we stopped it; a failure
+    OVERRAN = "overran"  # the timer or watchdog stopped it past its time; restarted only if time is left
     STOPPED = "stopped"  # we were asked to stop (signal, timer, watchdog, sweep)
     NOT_STARTED = "not_started"  # ffmpeg could not be launched
 
@@ -128,6 +131,7 @@ class Supervisor:
         self._session: OpenSession | None = None
         self._checkpoint_at = 0.0
         self._eof_at: float | None = None  # when ffmpeg closed its stdout: the session's end
+        self._overran = False  # the timer or watchdog stopped this session for running past its time
 
     @property
     def budget(self) -> float | None:
@@ -148,18 +152,22 @@ class Supervisor:
 
     # ---- requests from other threads and signal handlers -------------------------------------------
     def request_stop(self, reason: StopReason, source: str) -> None:
-        with self._lock:
-            if self._stop_reason is None:
-                self._stop_reason, self._stop_source = reason, source
+        # No lock here: signal handlers run in the main thread, which may hold any of our locks.
+        if self._stop_reason is None:
+            self._stop_source = source
+            self._stop_reason = reason
         self._wake.set()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.request_stop(StopReason.STOPPED, f"signal {signal.Signals(signum).name}")
 
     def _on_timer(self) -> None:
-        # The backup layer acts on its own: it stops ffmpeg even if the main loop were stuck.
-        self.log.warning("stream %s: backup timer fired, time is up; stopping ffmpeg", self.name)
-        self.request_stop(self._limit_reason(), "timer")
+        # The backup layer acts on its own: it stops ffmpeg even if the main loop were stuck. It ends the
+        # session, not the stream: if media lagged wall time, the loop restarts with what is left.
+        self.log.warning(
+            "stream %s: backup timer fired, the session is past its time; stopping ffmpeg", self.name
+        )
+        self._overran = True
         proc = self._proc
         if proc is not None:
             proc.stop(self.spec.settings.grace)
@@ -215,34 +223,19 @@ class Supervisor:
             return st
 
     def _prepare(self) -> None:
+        """Under one state lock: recover after a dead supervisor, check the budget, go STARTING."""
         now = self.wall()
-        st = self.store.load(self.name)
-        if st is not None and (st.session is not None or st.status_enum.running):
-            with self.store.update(self.name, now) as st:
-                self._recover(st, now)
-        committed = st.runtime_seconds if st else 0.0
-        self.ledger.committed = committed
-        remaining = self.remaining()
-        if remaining < MIN_SESSION:
-            if self._limit_reason() == StopReason.DEADLINE_REACHED:
-                raise BudgetSpent(f"stream {self.name!r}: its deadline {iso(self.until)} has passed")
-            raise BudgetSpent(
-                f"stream {self.name!r} has streamed {format_duration(committed)} of its "
-                f"{format_duration(self.budget)} budget; run `streamctl reset-runtime {self.name}` "
-                "or start it with a larger --hours/--duration"
-            )
         me = ProcessIdentity.of(os.getpid())
         with self.store.update(self.name, now) as st:
-            st.transition(Status.STARTING, None, now)
-            self.status = Status.STARTING
-            st.budget_seconds = self.budget
-            st.until = self.until
-            st.started_at = now
-            st.restarts = self.restarts = 0
-            st.stop_request = None
-            st.supervisor_pid = me.pid if me else None
-            st.supervisor_create_time = me.create_time if me else None
-            st.expected_end = now + remaining
+            if st.session is not None or st.status_enum.running:
+                self._recover(st, now)
+            committed = self.ledger.committed = st.runtime_seconds
+            remaining = self.remaining()
+            spent = remaining < MIN_SESSION
+            if not spent:
+                self._go_starting(st, now, me, remaining)
+        if spent:
+            self._refuse(committed)  # after the block, so what _recover found is saved
         self.log.info(
             "stream %s: supervisor started at %s; budget %s, already streamed %s, deadline %s, "
             "remaining %s; expected end %s",
@@ -253,6 +246,27 @@ class Supervisor:
             iso(self.until) or "none",
             format_duration(remaining),
             iso(now + remaining),
+        )
+
+    def _go_starting(self, st: StreamState, now: float, me: ProcessIdentity | None, remaining: float) -> None:
+        st.transition(Status.STARTING, None, now)
+        self.status = Status.STARTING
+        st.budget_seconds = self.budget
+        st.until = self.until
+        st.started_at = now
+        st.restarts = self.restarts = 0
+        st.stop_request = None
+        st.supervisor_pid = me.pid if me else None
+        st.supervisor_create_time = me.create_time if me else None
+        st.expected_end = now + remaining
+
+    def _refuse(self, committed: float) -> None:
+        if self._limit_reason() == StopReason.DEADLINE_REACHED:
+            raise BudgetSpent(f"stream {self.name!r}: its deadline {iso(self.until)} has passed")
+        raise BudgetSpent(
+            f"stream {self.name!r} has streamed {format_duration(committed)} of its "
+            f"{format_duration(self.budget)} budget; run `streamctl reset-runtime {self.name}` "
+            "or start it with a larger --hours/--duration"
         )
 
     def _recover(self, st: StreamState, now: float) -> None:
@@ -280,10 +294,11 @@ class Supervisor:
         run_lock = HeldLock(self.paths.run_lock(self.name), f"stream {self.name!r}")
         old_handlers: dict[signal.Signals, Any] = {}
         try:
-            self._prepare()
             if threading.current_thread() is threading.main_thread():
+                # Before _prepare publishes our pid: a `stop` from then on is never lost.
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     old_handlers[sig] = signal.signal(sig, self._on_signal)
+            self._prepare()
             return self._loop()
         finally:
             for sig, handler in old_handlers.items():
@@ -309,6 +324,7 @@ class Supervisor:
             if end == End.FINISHED:
                 # Exit 0 with time left: a non-looped input ended. Not a failure: do not restart.
                 return self._finish(StopReason.INPUT_ENDED, started)
+            # Failed, stalled, or overran with time left (media lagged the wall clock): restart.
             decision = self.policy.on_failure(ran)
             if not decision.restart:
                 self.log.error(
@@ -360,6 +376,7 @@ class Supervisor:
             self._progress = {}
             self._eof_at = None
             self._advanced_at = self.clock()
+        self._overran = False
         try:
             proc = self.spawn(argv, self._on_progress_line, self._on_log_line, self._on_eof)
         except OSError as e:
@@ -367,15 +384,28 @@ class Supervisor:
                 self.ledger.close(self.clock())
             self.log.error("stream %s: cannot launch ffmpeg: %s", self.name, e.strerror or e)
             return End.NOT_STARTED, None, 0.0
+        try:
+            return self._supervise(proc, argv, shown, remaining)
+        except BaseException:
+            proc.stop(self.spec.settings.grace)  # whatever went wrong, no ffmpeg outlives its supervisor
+            proc.close()
+            raise
+
+    def _supervise(
+        self, proc: Child, argv: list[str], shown: list[str], remaining: float
+    ) -> tuple[End, int | None, float]:
         now = self.wall()
         ident = ProcessIdentity.of(proc.pid)
         self._proc = proc
+        salt = secrets.token_hex(8)
         self._session = OpenSession(
             started_at=now,
             t_arg=round(remaining, 3),
             ffmpeg_pid=proc.pid,
             ffmpeg_create_time=ident.create_time if ident else None,
             ffmpeg_cmd=shown,
+            cmd_digest=cmd_digest(argv[1:], salt),
+            cmd_salt=salt,
         )
         self._commit(Status.STARTING)
         cmd = " ".join(shown)
@@ -430,7 +460,11 @@ class Supervisor:
         while True:
             rc = proc.poll()
             if rc is not None:
-                return (End.STOPPED if self._stop_reason else End.FINISHED if rc == 0 else End.FAILED), rc
+                if self._stop_reason:
+                    return End.STOPPED, rc
+                if self._overran:
+                    return End.OVERRAN, rc
+                return (End.FINISHED if rc == 0 else End.FAILED), rc
             if self._stop_reason is not None:
                 if self.status != Status.STOPPING:
                     self._commit(Status.STOPPING)
@@ -444,13 +478,17 @@ class Supervisor:
             if live and self.status == Status.STARTING:
                 self._commit(Status.LIVE)
                 self.log.info("stream %s: live", self.name)
-            if streamed > t_arg + WATCHDOG_SLACK or now - launched > t_arg + TIMER_MARGIN + WATCHDOG_SLACK:
-                self.log.warning("stream %s: watchdog: session passed its time; stopping", self.name)
-                self.request_stop(self._limit_reason(), "watchdog")
-                continue
-            if self.until is not None and self.wall() >= self.until + TIMER_MARGIN:
-                self.request_stop(StopReason.DEADLINE_REACHED, "watchdog: deadline")
-                continue
+            past_deadline = self.until is not None and self.wall() >= self.until + TIMER_MARGIN
+            if (
+                streamed > t_arg + WATCHDOG_SLACK
+                or now - launched > t_arg + TIMER_MARGIN + WATCHDOG_SLACK
+                or past_deadline
+            ):
+                self.log.warning(
+                    "stream %s: watchdog: the session is past its time; stopping ffmpeg", self.name
+                )
+                self._overran = True
+                return End.OVERRAN, proc.stop(grace)
             if quiet >= stall_timeout:
                 self.log.warning(
                     "stream %s: no media progress for %.1fs (%s); ffmpeg is hung, replacing it",
@@ -495,8 +533,6 @@ def start_stream(
     ffmpeg = find_ffmpeg(spec.settings.ffmpeg)
     if spec.budget_seconds is None and spec.until is None:
         raise UsageError(f"stream {spec.name!r} has no budget: give --hours, --duration or --until")
-    if is_locked(paths.run_lock(spec.name)):
-        raise AlreadyRunning(f"stream {spec.name!r} is already running")
     log = stream_logger(spec.name, paths.log_file(spec.name), spec.secrets(), console=console)
     try:
         return Supervisor(spec, paths, ffmpeg, log, on_tick=on_tick).run()

@@ -43,6 +43,10 @@ def media(tmp_path: Path) -> Path:  # existence is all these tests need
         (["reset-runtime", "nosuch"], 3, "no stream named"),
         (["stop"], 2, "NAME or --all"),
         (["add", "s", "--input", "{m}", "--url", "rtmp://h/live", "--hours", "0"], 2, "greater than zero"),
+        (["add", "s", "--input", "{m}", "--url", "rtmp://h/live", "--hours", "1", "--mode", "bogus"], 2, "mode"),
+        (["remove", "nosuch"], 3, "no stream named"),
+        (["start", "s", "--input", "{m}", "--url", "rtmp://h/live", "--until", "someday"], 2, "not a date"),
+        (["logs", "nosuch"], 3, "no log"),
     ],
 )  # fmt: skip
 def test_bad_input(home: Path, media: Path, args: list[str], code: int, message: str) -> None:
@@ -111,3 +115,42 @@ def test_version_and_help() -> None:
     r = cli("--version")
     assert r.returncode == 0 and r.stdout.startswith("streamctl ")
     assert cli("start", "--help").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[defaults]\nretries = "x"\n', "retries"),
+        ("[streams]\ns = 5\n", "must be a table"),
+        (
+            '[streams.s]\ninput = "{m}"\nurl = "rtmp://h/live"\nresolution = 5\n',
+            "resolution must be a string",
+        ),
+        ("streams = 3\n", "must be a table"),
+        ('[streams.s]\ninput = "{m}"\nurl = "rtmp://h/live"\nbudget = "5x"\n', "not a duration"),
+    ],
+)
+def test_malformed_config_gives_one_line(home: Path, media: Path, toml: str, message: str) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    cfg = home / "streamctl.toml"
+    cfg.write_text(toml.replace("{m}", str(media)))
+    cfg.chmod(0o600)
+    # `status` still shows the other streams when one entry is bad; starting or listing it fails cleanly.
+    for args in (["start", "s", "--hours", "1"], ["list"]):
+        r = cli(*args)
+        assert r.returncode in (2, 6), (args, r.stderr)
+        assert message in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_a_key_written_into_the_url_never_leaks(home: Path, media: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "ffmpeg"
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do last="$a"; done\necho "$last: I/O error" >&2\nexit 1\n')
+    fake.chmod(0o755)
+    r = cli("start", "leak", "--input", str(media), "--url", "rtmp://h/live2/SECRETINURL?token=TOKENVALUE",
+            "--duration", "10s", "--retries", "0", "--ffmpeg", str(fake))  # fmt: skip
+    assert r.returncode == 1
+    log = (home / "state" / "logs" / "leak.log").read_text()
+    assert "I/O error" in log  # ffmpeg's line is there, masked
+    everything = r.stdout + r.stderr + log + (home / "state" / "leak.json").read_text()
+    everything += cli("status", "--json").stdout + cli("logs", "leak").stdout
+    assert "SECRETINURL" not in everything and "TOKENVALUE" not in everything

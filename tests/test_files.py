@@ -9,7 +9,8 @@ import pytest
 
 from streamctl.config import add_stream, load_config, remove_stream, resolve_spec
 from streamctl.errors import FileError, NotFound, UsageError
-from streamctl.ffmpeg import build_argv, mask_url
+from streamctl.ffmpeg import build_argv
+from streamctl.masking import mask_url
 from streamctl.paths import Paths, validate_name
 from streamctl.state import StateStore, StreamState
 

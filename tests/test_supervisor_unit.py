@@ -47,7 +47,8 @@ class FakeFfmpeg:
         ended = now >= self.end
         if now != getattr(self, "_last", None):  # one progress block per tick, like ffmpeg's 0.5 s period
             self._last = now
-            self.on_line(f"out_time_us={int((now - self.start) * 1e6)}")
+            media = min(self.t_arg, max(0.0, now - getattr(self, "start_media", self.start)))
+            self.on_line(f"out_time_us={int(media * 1e6)}")
             self.on_line("progress=end" if ended and self.rc == 0 else "progress=continue")
         if ended:
             self.on_eof()
@@ -135,3 +136,52 @@ def test_stop_request_during_a_session(tmp_path: Path) -> None:
     out = sup.run()
     assert (out.status, out.reason) == (Status.OFFLINE, StopReason.STOPPED)
     assert spawned[0].stopped and 99 < out.runtime_seconds < 103
+
+
+def test_a_signal_while_the_main_thread_holds_the_lock_does_not_deadlock(tmp_path: Path) -> None:
+    import signal
+
+    sup, *_ = make(tmp_path, 60, [])
+    done = threading.Event()
+
+    def handler_in_main_thread_position() -> None:
+        sup._on_signal(signal.SIGTERM, None)
+        done.set()
+
+    with sup._lock:  # as when a signal arrives inside _commit or remaining()
+        t = threading.Thread(target=handler_in_main_thread_position)
+        t.start()
+        t.join(2.0)
+    assert done.is_set() and sup._stop_reason == StopReason.STOPPED
+
+
+def test_an_error_after_launch_stops_ffmpeg(tmp_path: Path) -> None:
+    sup, _clock, spawned, _, _ = make(tmp_path, 60, [])
+
+    def boom(_: object) -> None:
+        raise OSError("disk full")
+
+    sup.on_tick = boom
+    with pytest.raises(OSError):
+        sup.run()
+    assert spawned and spawned[0].stopped  # no ffmpeg outlives its supervisor
+
+
+def test_media_lagging_wall_time_restarts_with_the_rest(tmp_path: Path) -> None:
+    """The watchdog ends a session that overran its wall time; the stream streams the rest, not less."""
+    sup, _clock, spawned, _, _ = make(tmp_path, 3600, [])
+    orig = FakeFfmpeg.poll
+
+    def lagging_poll(self: FakeFfmpeg) -> int | None:
+        if len(spawned) == 1 and not self.stopped:
+            self.end = self.start + self.t_arg + 10  # 10 s of connecting before any media
+            self.start_media = self.start + 10
+        return orig(self)
+
+    FakeFfmpeg.poll = lagging_poll  # type: ignore[method-assign]
+    try:
+        out = sup.run()
+    finally:
+        FakeFfmpeg.poll = orig  # type: ignore[method-assign]
+    assert (out.reason, out.sessions) == (StopReason.DURATION_REACHED, 2)
+    assert out.runtime_seconds == pytest.approx(3600, abs=1.0)

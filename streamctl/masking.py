@@ -1,0 +1,59 @@
+"""Stream keys are secrets: find them in URLs and mask them wherever text leaves the process."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+MASK = "****"
+STREAM_SCHEMES = ("rtmp", "rtmps", "srt")
+
+
+def is_stream_url(url: str) -> bool:
+    return urlsplit(url).scheme.lower() in STREAM_SCHEMES
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secret parts of a stream URL: the path after the application name, query, user info."""
+    if not is_stream_url(url):
+        return []
+    parts = urlsplit(url)
+    out = []
+    if "@" in parts.netloc:
+        out.append(parts.netloc.rsplit("@", 1)[0])
+    segments = parts.path.split("/")
+    if len([s for s in segments if s]) >= 2:  # rtmp://host/app/KEY
+        out.append("/".join(segments[2:]))
+    if parts.query:
+        out.append(parts.query)
+    return [s for s in out if s]
+
+
+def mask_url(url: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
+    """URL with its secret parts masked: known keys, the stream-key path segment, query, password."""
+    for s in secrets:
+        if s:
+            url = url.replace(s, MASK)
+    if not is_stream_url(url):
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = MASK + "@" + netloc.rsplit("@", 1)[1]
+    path = parts.path
+    segments = path.split("/")
+    if len([s for s in segments if s]) >= 2:
+        path = "/" + segments[1] + "/" + MASK
+    query = MASK if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, path, query, ""))
+
+
+def mask_text(text: str, secrets: list[str] | tuple[str, ...]) -> str:
+    for s in sorted(secrets, key=len, reverse=True):  # longest first: a key inside a longer secret
+        if s:
+            text = text.replace(s, MASK)
+    return text
+
+
+def masked_argv(argv: list[str], secrets: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """ARGV fit to store and show: every URL's secret parts masked."""
+    return [mask_url(a, secrets) if "://" in a else mask_text(a, secrets) for a in argv]
