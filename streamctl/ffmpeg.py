@@ -86,6 +86,7 @@ class Progress:
     """One `-progress` block."""
 
     out_time: float | None  # seconds of media written
+    total_size: int | None  # bytes written
     speed: float | None
     bitrate: str | None
     ended: bool  # progress=end: ffmpeg is finishing normally
@@ -107,10 +108,18 @@ class ProgressParser:
         f, self._fields = self._fields, {}
         return Progress(
             out_time=_micro(f.get("out_time_us")),
+            total_size=_int(f.get("total_size")),
             speed=_float(f.get("speed", "").rstrip("x")),
             bitrate=f.get("bitrate") if f.get("bitrate") not in (None, "N/A") else None,
             ended=value.strip() == "end",
         )
+
+
+def _int(v: str | None) -> int | None:
+    try:
+        return int(v) if v is not None else None
+    except ValueError:
+        return None
 
 
 def _micro(v: str | None) -> float | None:

@@ -26,6 +26,7 @@ from streamctl.durations import format_duration
 from streamctl.errors import BudgetSpent, UsageError
 from streamctl.ffmpeg import ProgressParser, build_argv
 from streamctl.fileio import HeldLock
+from streamctl.liveness import BacklogWatch, send_queue
 from streamctl.masking import masked_argv
 from streamctl.paths import Paths
 from streamctl.policy import RestartPolicy
@@ -87,6 +88,7 @@ class Supervisor:
         timer_factory: TimerFactory = _timer,
         wait: Callable[[threading.Event, float], object] = threading.Event.wait,
         on_tick: Callable[[Supervisor], None] | None = None,
+        probe_backlog: Callable[[int], int | None] = send_queue,
         watchdog_interval: float = 1.0,
         checkpoint_interval: float = 5.0,
     ) -> None:
@@ -104,6 +106,7 @@ class Supervisor:
         self.timer_factory = timer_factory
         self._wait = wait
         self.on_tick = on_tick
+        self.probe_backlog = probe_backlog
         self.watchdog_interval = watchdog_interval
         self.checkpoint_interval = checkpoint_interval
         s = spec.settings
@@ -184,7 +187,12 @@ class Supervisor:
                 meter.on_progress(now, block.out_time, block.ended)
                 if meter.out_time > before:
                     self._advanced_at = now
-            self._progress = {"speed": block.speed, "bitrate": block.bitrate, "out_time": block.out_time}
+            self._progress = {
+                "speed": block.speed,
+                "bitrate": block.bitrate,
+                "out_time": block.out_time,
+                "total_size": block.total_size,
+            }
         if block.ended or (block.out_time and self.status == Status.STARTING):
             self._wake.set()  # go live, or notice the end, without waiting for the next tick
 
@@ -457,6 +465,7 @@ class Supervisor:
         launched = self.clock()
         grace = self.spec.settings.grace
         stall_timeout = self.spec.settings.stall_timeout
+        backlog = BacklogWatch(window=min(4.0, stall_timeout))
         while True:
             rc = proc.poll()
             if rc is not None:
@@ -489,6 +498,20 @@ class Supervisor:
                 )
                 self._overran = True
                 return End.OVERRAN, proc.stop(grace)
+            with self._lock:
+                sent, media = self._progress.get("total_size"), self._progress.get("out_time")
+            backlog.sample(now, self.probe_backlog(proc.pid))
+            jam = backlog.hung(sent / media if sent and media else 0.0)
+            if jam is not None:
+                self.log.warning(
+                    "stream %s: the ingest stopped reading: ffmpeg's send queue grew by %d KiB in %.1fs "
+                    "without draining; replacing ffmpeg",
+                    self.name,
+                    jam[1] // 1024,
+                    jam[0],
+                )
+                self._commit()
+                return End.STALLED, proc.stop(grace)
             if quiet >= stall_timeout:
                 self.log.warning(
                     "stream %s: no media progress for %.1fs (%s); ffmpeg is hung, replacing it",

@@ -129,3 +129,33 @@ def test_every_status_has_a_way_out_and_offline_only_restarts() -> None:
     assert (st.status, st.stop_reason, st.end_time) == ("offline", "duration_reached", 3.0)
     st.transition(Status.STARTING, now=4.0)
     assert (st.stop_reason, st.end_time) == (None, None)  # a new run forgets the old ending
+
+
+def test_backlog_watch_flags_a_queue_that_only_grows() -> None:
+    from streamctl.liveness import BacklogWatch
+
+    rate = 550_000.0  # bytes/s of a 4.4 Mbps stream
+    w = BacklogWatch(window=4.0)
+    # healthy remote ingest: in-flight data comes and goes
+    for i, q in enumerate([40_000, 55_000, 38_000, 61_000, 45_000, 70_000, 52_000, 66_000, 30_000] * 3):
+        w.sample(float(i), q)
+        assert w.hung(rate) is None
+    # the ingest stops reading: the queue grows each second and never drains (measured shape)
+    w = BacklogWatch(window=4.0)
+    flagged = None
+    for i, q in enumerate([0, 385_426, 906_604, 1_421_940, 2_145_868, 2_593_549, 2_593_549]):
+        w.sample(float(i), q)
+        flagged = flagged or (w.hung(rate) and i)
+    assert flagged == 4  # 4 s of growth by more than two seconds of media
+    # a queue that grows for a while but by less than two seconds of media is not enough
+    w = BacklogWatch(window=4.0)
+    for i, q in enumerate([0, 200_000, 500_000, 800_000, 1_000_000]):
+        w.sample(float(i), q)
+    assert w.hung(rate) is None
+    w = BacklogWatch(window=4.0)
+    for i in range(10):
+        w.sample(float(i), 10_000 * i)
+    assert w.hung(rate) is None
+    # unknown (no socket yet) resets
+    w.sample(11.0, None)
+    assert w.hung(rate) is None

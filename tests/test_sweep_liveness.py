@@ -101,8 +101,10 @@ def hd_media(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @needs_media
 def test_hung_ingest_is_detected_and_ffmpeg_replaced(home: Path, hd_media: Path, no_leftovers: Rtmp) -> None:
-    sup = cli_bg(*start_args("hung", hd_media, no_leftovers, "120s", "--stall-timeout", "3", "--grace", "1",
-                             "--restart-delay", "0.5"))  # fmt: skip
+    # Default stall timeout (15 s): the send-queue signal must find the hang well before it would.
+    sup = cli_bg(
+        *start_args("hung", hd_media, no_leftovers, "120s", "--grace", "1", "--restart-delay", "0.5")
+    )
     first = live_ffmpeg_pid(home, "hung")
     time.sleep(2)
     workers = no_leftovers.worker_pids()
@@ -114,15 +116,16 @@ def test_hung_ingest_is_detected_and_ffmpeg_replaced(home: Path, hd_media: Path,
     for w in workers:
         os.kill(w, signal.SIGCONT)
     log = (home / "state" / "logs" / "hung.log").read_text()
-    quiet = float(re.search(r"no media progress for ([\d.]+)s", log).group(1))  # type: ignore[union-attr]
+    jam = re.search(r"send queue grew by (\d+) KiB in ([\d.]+)s", log)
     stop_at = detected - hang
     print(
-        f"FIGURE stall: hang -> detected+stopped {stop_at:.1f} s = buffer fill ~{stop_at - quiet - 1:.1f} s "
-        f"+ stall timeout {quiet:.1f} s + stop (grace 1 s)"
+        f"FIGURE hung ingest: hang -> ffmpeg stopped {stop_at:.1f} s (send queue grew "
+        f"{jam.group(1) if jam else '?'} KiB in {jam.group(2) if jam else '?'} s; stop with grace 1 s)"
     )
     st = read_state(home, "hung")
     assert st["sessions"][0]["end"] == "stalled"
-    assert quiet >= 3.0
+    assert jam is not None  # found by the send queue, not by the 15 s progress timeout
+    assert stop_at < 10.0
     # A new ffmpeg goes live once the ingest reads again; only one ffmpeg ever exists.
     second = wait_for(
         lambda: (
@@ -204,3 +207,28 @@ def test_two_sweeps_at_once_count_everything_once(home: Path) -> None:
             "supervisor_lost",
             15.0,
         )
+
+
+@needs_media
+def test_frozen_ffmpeg_is_replaced_after_the_stall_timeout(
+    home: Path, media: Path, no_leftovers: Rtmp
+) -> None:
+    sup = cli_bg(*start_args("frz", media, no_leftovers, "60s", "--stall-timeout", "3", "--grace", "1",
+                             "--restart-delay", "0.5"))  # fmt: skip
+    first = live_ffmpeg_pid(home, "frz")
+    time.sleep(1)
+    os.kill(first, signal.SIGSTOP)  # no output at all: its queue drains, media time stops
+    frozen = time.time()
+    wait_for(lambda: read_state(home, "frz")["session_count"] >= 1, timeout=20)
+    st = read_state(home, "frz")
+    print(
+        f"FIGURE stall: frozen ffmpeg replaced {st['sessions'][0]['ended_at'] - frozen:.1f} s after it froze "
+        f"(stall timeout 3 s, grace 1 s)"
+    )
+    assert st["sessions"][0]["end"] == "stalled"
+    assert 3.0 <= st["sessions"][0]["ended_at"] - frozen < 3.0 + 1.0 + 1.5 + 1.0
+    assert "no media progress for" in (home / "state" / "logs" / "frz.log").read_text()
+    wait_for(lambda: read_state(home, "frz")["status"] == "live", timeout=20)
+    assert gone(first) and len(ffmpegs("frz-key")) == 1
+    assert cli("stop", "frz").returncode == 0
+    assert sup.wait(10) == 0
