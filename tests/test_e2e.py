@@ -181,7 +181,7 @@ def test_several_streams_at_once(home: Path, media: Path, no_leftovers: Rtmp) ->
 
 def test_killed_supervisor_takes_its_ffmpeg_along(home: Path, media: Path, no_leftovers: Rtmp) -> None:
     """PR_SET_PDEATHSIG: an ffmpeg never streams on, uncounted, after its supervisor is SIGKILLed."""
-    sup = cli_bg(*start_args("pdeath", media, no_leftovers, "20s"))
+    sup = cli_bg(*start_args("pdeath", media, no_leftovers, "10s"))
     pid = live_ffmpeg_pid(home, "pdeath")
     sup.kill()
     sup.wait()
@@ -192,13 +192,13 @@ def test_killed_supervisor_takes_its_ffmpeg_along(home: Path, media: Path, no_le
     print(f"FIGURE pdeathsig: ffmpeg gone {time.monotonic() - t0:.2f} s after its supervisor was SIGKILLed")
     checkpoint = read_state(home, "pdeath")["session"]["runtime_seconds"]
     time.sleep(1.1)
-    r = cli(*start_args("pdeath", media, no_leftovers, "20s"))
+    r = cli(*start_args("pdeath", media, no_leftovers, "10s"))
     assert r.returncode == 0, r.stderr
     st = read_state(home, "pdeath")
     assert st["sessions"][0]["runtime_seconds"] == pytest.approx(checkpoint)
-    assert st["sessions"][1]["t_arg"] == pytest.approx(20.0 - checkpoint, abs=0.01)  # resumed with the rest
+    assert st["sessions"][1]["t_arg"] == pytest.approx(10.0 - checkpoint, abs=0.01)  # resumed with the rest
     recorded = sum(no_leftovers.durations("pdeath-key"))
-    assert 20.0 - 0.5 <= recorded <= 20.0 + 5.0 + 0.5  # at most one checkpoint interval uncounted
+    assert 10.0 - 0.5 <= recorded <= 10.0 + 5.0 + 0.5  # at most one checkpoint interval uncounted
 
 
 def test_restart_after_supervisor_kill_stops_the_orphan_first(
@@ -206,7 +206,7 @@ def test_restart_after_supervisor_kill_stops_the_orphan_first(
 ) -> None:
     import json
 
-    sup = cli_bg(*start_args("orphan", media, no_leftovers, "20s"))
+    sup = cli_bg(*start_args("orphan", media, no_leftovers, "10s"))
     pid = live_ffmpeg_pid(home, "orphan")
     wait_for(lambda: read_state(home, "orphan")["session"]["runtime_seconds"] > 0, timeout=10)
     os.kill(pid, signal.SIGSTOP)  # frozen, its parent-death SIGTERM stays pending: a real orphan
@@ -218,7 +218,7 @@ def test_restart_after_supervisor_kill_stops_the_orphan_first(
     assert (row["status"], row["orphan"], row["supervisor_pid"]) == ("live", True, None)
     checkpoint = read_state(home, "orphan")["session"]["runtime_seconds"]
     time.sleep(1.1)
-    r = cli(*start_args("orphan", media, no_leftovers, "20s"))
+    r = cli(*start_args("orphan", media, no_leftovers, "10s"))
     assert r.returncode == 0, r.stderr
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     log = (home / "state" / "logs" / "orphan.log").read_text()
@@ -228,6 +228,6 @@ def test_restart_after_supervisor_kill_stops_the_orphan_first(
     assert first["end"] == "supervisor_lost"
     # Alive until stopped: credited up to then (conservative: it was frozen, so this under-delivers).
     assert first["runtime_seconds"] > checkpoint + 1.0
-    assert st["runtime_seconds"] == pytest.approx(20.0, abs=0.2)
+    assert st["runtime_seconds"] == pytest.approx(10.0, abs=0.2)
     recorded = sum(no_leftovers.durations("orphan-key"))
-    assert 20.0 - 3.0 <= recorded <= 20.5
+    assert 10.0 - 3.0 <= recorded <= 10.5
