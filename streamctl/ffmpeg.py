@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from streamctl.config import StreamSpec
-from streamctl.errors import EnvironmentProblem
+from streamctl.errors import EnvironmentProblem, UsageError
 from streamctl.masking import is_stream_url
 
 STATS_PERIOD = 0.5
@@ -134,3 +134,33 @@ def _float(v: str) -> float | None:
         return float(v)
     except ValueError:
         return None
+
+
+def preflight_input(ffmpeg: str, spec: StreamSpec, timeout: float = 15.0) -> None:
+    """Refuse a local input that ffprobe cannot read as media, with ffprobe's own reason.
+
+    Skipped for generated (lavfi) and network inputs, and when no ffprobe is found beside ffmpeg or on
+    PATH (the bundled ffmpeg has none): ffmpeg's own failure then says the same, only later.
+    """
+    import subprocess
+
+    if spec.input_format is not None or "://" in spec.input:
+        return
+    sibling = os.path.join(os.path.dirname(ffmpeg), "ffprobe")
+    ffprobe = sibling if os.access(sibling, os.X_OK) else shutil.which("ffprobe")
+    if ffprobe is None:
+        return
+    try:
+        r = subprocess.run(
+            [ffprobe, "-v", "error", "-show_entries", "stream=codec_type", "-of", "csv=p=0", spec.input],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return
+    kinds = set(r.stdout.split())
+    if r.returncode != 0 or not kinds & {"video", "audio"}:
+        why = (r.stderr.strip().splitlines() or ["no audio or video stream"])[-1]
+        raise UsageError(f"input {spec.input} is not media ffmpeg can stream: {why}")

@@ -15,8 +15,20 @@ from streamctl.errors import AlreadyRunning, FileError
 
 
 def ensure_private_dir(path: Path) -> None:
+    """Create PATH and any missing parents 0700 (mkdir(parents=True) would give the parents 0755)."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for d in reversed(missing):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(d, 0o700)
+        if not path.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory")
     except OSError as e:
         raise FileError(f"cannot create folder {path}: {e.strerror}") from None
 

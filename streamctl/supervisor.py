@@ -550,12 +550,13 @@ def start_stream(
     paths: Paths, spec: StreamSpec, console: Any = True, on_tick: Callable[[Supervisor], None] | None = None
 ) -> Outcome:
     """Run SPEC's supervisor in this process until the stream ends (the `start` command)."""
-    from streamctl.ffmpeg import find_ffmpeg
+    from streamctl.ffmpeg import find_ffmpeg, preflight_input
     from streamctl.logs import close_logger, stream_logger
 
     ffmpeg = find_ffmpeg(spec.settings.ffmpeg)
     if spec.budget_seconds is None and spec.until is None:
         raise UsageError(f"stream {spec.name!r} has no budget: give --hours, --duration or --until")
+    preflight_input(ffmpeg, spec)
     log = stream_logger(spec.name, paths.log_file(spec.name), spec.secrets(), console=console)
     try:
         return Supervisor(spec, paths, ffmpeg, log, on_tick=on_tick).run()

@@ -69,12 +69,40 @@ class Rtmp:
     def worker_pids(self) -> list[int]:
         return [c.pid for c in psutil.Process(self.proc.pid).children()]
 
+    def kill(self) -> None:
+        """The ingest dies: master and worker SIGKILLed, every connection reset."""
+        for pid in [*self.worker_pids(), self.proc.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def start(self) -> None:
+        """(Re)start nginx on the same port and folder."""
+        self.proc = _launch_nginx(self.root, self.port)
+
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     h = tmp_path / "home"
     monkeypatch.setenv("STREAMCTL_HOME", str(h))
     return h
+
+
+def _launch_nginx(root: Path, port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        ["nginx", "-p", str(root), "-c", str(root / "nginx.conf"), "-e", str(root / "error.log")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"nginx did not start: {(root / 'error.log').read_text()}") from None
+            time.sleep(0.02)
 
 
 @pytest.fixture
@@ -95,31 +123,17 @@ rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;
   application live {{ live on; record all; record_path {root}/rec; record_unique on; }} }} }}
 """
     )
-    proc = subprocess.Popen(
-        ["nginx", "-p", str(root), "-c", str(root / "nginx.conf"), "-e", str(root / "error.log")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"nginx did not start: {(root / 'error.log').read_text()}") from None
-            time.sleep(0.02)
-    server = Rtmp(root, port, proc)
+    server = Rtmp(root, port, _launch_nginx(root, port))
     yield server
     for pid in server.worker_pids():
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)  # a test may have frozen the worker
-    proc.terminate()
+    server.proc.terminate()
     try:
-        proc.wait(10)
+        server.proc.wait(10)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        server.proc.kill()
+        server.proc.wait()
 
 
 @pytest.fixture(scope="session")

@@ -47,6 +47,7 @@ def media(tmp_path: Path) -> Path:  # existence is all these tests need
         (["remove", "nosuch"], 3, "no stream named"),
         (["start", "s", "--input", "{m}", "--url", "rtmp://h/live", "--until", "someday"], 2, "not a date"),
         (["logs", "nosuch"], 3, "no log"),
+        (["start", "s", "--input", "{m}", "--url", "rtmp://h/live", "--hours", "1"], 2, "is not media"),
     ],
 )  # fmt: skip
 def test_bad_input(home: Path, media: Path, args: list[str], code: int, message: str) -> None:
@@ -146,7 +147,7 @@ def test_a_key_written_into_the_url_never_leaks(home: Path, media: Path, tmp_pat
     fake = tmp_path / "ffmpeg"
     fake.write_text('#!/bin/sh\nfor a in "$@"; do last="$a"; done\necho "$last: I/O error" >&2\nexit 1\n')
     fake.chmod(0o755)
-    r = cli("start", "leak", "--input", str(media), "--url", "rtmp://h/live2/SECRETINURL?token=TOKENVALUE",
+    r = cli("start", "leak", "--input-format", "lavfi", "--input", "testsrc", "--url", "rtmp://h/live2/SECRETINURL?token=TOKENVALUE",
             "--duration", "10s", "--retries", "0", "--ffmpeg", str(fake))  # fmt: skip
     assert r.returncode == 1
     log = (home / "state" / "logs" / "leak.log").read_text()
@@ -154,3 +155,30 @@ def test_a_key_written_into_the_url_never_leaks(home: Path, media: Path, tmp_pat
     everything = r.stdout + r.stderr + log + (home / "state" / "leak.json").read_text()
     everything += cli("status", "--json").stdout + cli("logs", "leak").stdout
     assert "SECRETINURL" not in everything and "TOKENVALUE" not in everything
+
+
+def test_no_shell_anywhere_in_the_package() -> None:
+    """argv lists only: no shell can ever interpret a stream name, path or URL."""
+    import streamctl
+
+    src = Path(streamctl.__file__).parent
+    for f in src.glob("*.py"):
+        text = f.read_text()
+        for banned in ("shell=True", "os.system(", "os.popen(", "import click", "from click"):
+            assert banned not in text, f"{f.name}: {banned}"
+
+
+def test_files_are_private(home: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "ffmpeg"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    r = cli("start", "priv", "--input-format", "lavfi", "--input", "testsrc", "--url", str(tmp_path / "o.flv"),
+            "--duration", "5s", "--ffmpeg", str(fake), "-q")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    state = home / "state"
+    modes = {
+        p.name: p.stat().st_mode & 0o777
+        for p in [state, state / "logs", *state.iterdir(), *(state / "logs").iterdir()]
+    }
+    assert modes["state"] == 0o700 and modes["logs"] == 0o700
+    assert all(m == 0o600 for n, m in modes.items() if n not in ("state", "logs")), modes

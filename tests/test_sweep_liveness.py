@@ -226,9 +226,17 @@ def test_frozen_ffmpeg_is_replaced_after_the_stall_timeout(
         f"(stall timeout 3 s, grace 1 s)"
     )
     assert st["sessions"][0]["end"] == "stalled"
-    assert 3.0 <= st["sessions"][0]["ended_at"] - frozen < 3.0 + 1.0 + 1.5 + 1.0
+    # counted from the last progress block before the freeze (blocks come every 0.5 s)
+    assert 3.0 - 0.5 <= st["sessions"][0]["ended_at"] - frozen < 3.0 + 1.0 + 1.5 + 1.0
     assert "no media progress for" in (home / "state" / "logs" / "frz.log").read_text()
-    wait_for(lambda: read_state(home, "frz")["status"] == "live", timeout=20)
-    assert gone(first) and len(ffmpegs("frz-key")) == 1
+    counts: list[int] = []
+
+    def replaced() -> bool:
+        counts.append(len(ffmpegs("frz-key")))
+        s = read_state(home, "frz")
+        return s["status"] == "live" and s["session"]["ffmpeg_pid"] not in (None, first)
+
+    wait_for(replaced, timeout=30)  # a first retry may meet nginx's "Already publishing" for a moment
+    assert gone(first) and max(counts) <= 1 and len(ffmpegs("frz-key")) == 1
     assert cli("stop", "frz").returncode == 0
     assert sup.wait(10) == 0

@@ -1,0 +1,376 @@
+"""The fault matrix: real processes attacked with real faults. Every case checks the state file is valid
+and consistent, no zombie is left, never two ffmpeg for one stream, and delivered time never exceeds the
+budget by more than the tolerance (0.5 s)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import Rtmp, cli, cli_bg, needs_media, read_state, wait_for
+from tests.test_e2e import live_ffmpeg_pid, start_args
+
+
+def gone(pid: int) -> bool:
+    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def check_state(home: Path, name: str) -> dict:  # type: ignore[type-arg]
+    """Valid JSON, and consistent: the committed runtime is the sum of what the sessions streamed."""
+    st = read_state(home, name)
+    assert st["schema"] == 1 and st["status"] in ("offline", "failed")
+    assert st["session"] is None
+    if st["session_count"] <= 50:
+        assert st["runtime_seconds"] == pytest.approx(
+            sum(s["runtime_seconds"] for s in st["sessions"]), abs=0.01
+        )
+    return st
+
+
+def running(script: Path) -> list[psutil.Process]:
+    """Live processes executing SCRIPT (bash runs it as argv[1])."""
+    out = []
+    for p in psutil.process_iter(["cmdline", "status"]):
+        if str(script) in (p.info["cmdline"] or [])[:2] and p.info["status"] != psutil.STATUS_ZOMBIE:
+            out.append(p)
+    return out
+
+
+def fake_ffmpeg(tmp_path: Path, name: str, body: str) -> Path:
+    """A stand-in for ffmpeg where real ffmpeg cannot be made to misbehave on demand."""
+    p = tmp_path / name
+    p.write_text("#!/bin/bash\n" + body)
+    p.chmod(0o755)
+    return p
+
+
+@needs_media
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGABRT])
+def test_ffmpeg_killed_by_signal_is_restarted_within_budget(
+    home: Path, media: Path, no_leftovers: Rtmp, sig: signal.Signals
+) -> None:
+    sup = cli_bg(*start_args(f"sig{sig}", media, no_leftovers, "6s", "--restart-delay", "1"))
+    pid = live_ffmpeg_pid(home, f"sig{sig}")
+    time.sleep(2.0)
+    os.kill(pid, sig)
+    assert sup.wait(30) == 0
+    st = check_state(home, f"sig{sig}")
+    assert st["sessions"][0]["exit_code"] == -sig and st["stop_reason"] == "duration_reached"
+    recorded = sum(no_leftovers.durations(f"sig{sig}-key"))
+    assert 6.0 - 1.0 <= recorded <= 6.5
+
+
+@needs_media
+def test_ingest_killed_and_restarted_mid_stream(home: Path, media: Path, no_leftovers: Rtmp) -> None:
+    sup = cli_bg(
+        *start_args("ingest", media, no_leftovers, "8s", "--restart-delay", "0.5", "--retries", "10")
+    )
+    live_ffmpeg_pid(home, "ingest")
+    time.sleep(2.0)
+    no_leftovers.kill()  # connection reset: ffmpeg fails, every retry is refused...
+    time.sleep(2.0)
+    no_leftovers.start()  # ...until the ingest is back
+    assert sup.wait(60) == 0
+    st = check_state(home, "ingest")
+    assert st["stop_reason"] == "duration_reached" and st["restarts"] >= 1
+    assert st["runtime_seconds"] == pytest.approx(8.0, abs=0.2)
+    # Only the recordings of the restarted nginx can be read back; the first was cut by SIGKILL.
+    assert sum(no_leftovers.durations("ingest-key")) <= 8.5
+
+
+@needs_media
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
+def test_supervisor_interrupt_and_hangup_stop_gracefully(
+    home: Path, media: Path, no_leftovers: Rtmp, sig: signal.Signals
+) -> None:
+    sup = cli_bg(*start_args(f"int{sig}", media, no_leftovers, "60s"))
+    pid = live_ffmpeg_pid(home, f"int{sig}")
+    time.sleep(1.5)
+    sup.send_signal(sig)
+    assert sup.wait(15) == 0
+    assert gone(pid)
+    st = check_state(home, f"int{sig}")
+    assert (st["status"], st["stop_reason"]) == ("offline", "stopped")
+    assert st["runtime_seconds"] == pytest.approx(sum(no_leftovers.durations(f"int{sig}-key")), abs=0.6)
+
+
+def test_ffmpeg_that_ignores_sigterm_is_killed_after_grace(home: Path, tmp_path: Path) -> None:
+    ff = fake_ffmpeg(tmp_path, "stubborn", "trap '' TERM INT\nwhile true; do sleep 0.1; done\n")
+    sup = cli_bg("start", "stub", "-q", "--input-format", "lavfi", "--input", "testsrc", "--url",
+                 str(tmp_path / "o.flv"), "--duration", "60s", "--ffmpeg", str(ff), "--grace", "1")  # fmt: skip
+    wait_for(lambda: read_state(home, "stub")["session"]["ffmpeg_pid"])
+    pid = read_state(home, "stub")["session"]["ffmpeg_pid"]
+    t0 = time.monotonic()
+    assert cli("stop", "stub").returncode == 0
+    took = time.monotonic() - t0
+    assert sup.wait(5) == 0 and gone(pid)
+    assert 1.0 + 1.0 <= took < 1.0 + 1.0 + 2.0  # q (1 s), SIGTERM ignored for the 1 s grace, SIGKILL
+    assert check_state(home, "stub")["stop_reason"] == "stopped"
+
+
+def test_ffmpeg_children_go_with_their_group(home: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "child.pid"
+    ff = fake_ffmpeg(tmp_path, "parent", f"sleep 300 &\necho $! > {marker}\nwhile true; do sleep 0.1; done\n")
+    sup = cli_bg("start", "kids", "-q", "--input-format", "lavfi", "--input", "testsrc", "--url",
+                 str(tmp_path / "o.flv"), "--duration", "60s", "--ffmpeg", str(ff), "--grace", "1")  # fmt: skip
+    child = int(wait_for(lambda: marker.exists() and marker.read_text().strip()))
+    assert psutil.pid_exists(child)
+    assert cli("stop", "kids").returncode == 0
+    assert sup.wait(5) == 0
+    wait_for(lambda: gone(child), timeout=3)
+
+
+def test_crash_loop_exhausts_retries_and_stop_works_during_backoff(home: Path, tmp_path: Path) -> None:
+    ff = fake_ffmpeg(tmp_path, "crashy", "exit 1\n")
+    common = ["--input-format", "lavfi", "--input", "testsrc", "--url", str(tmp_path / "o.flv"),
+              "--duration", "60s", "--ffmpeg", str(ff)]  # fmt: skip
+    r = cli("start", "loop", "-q", *common, "--retries", "3", "--restart-delay", "0.05")
+    assert r.returncode == 1
+    st = check_state(home, "loop")
+    assert (st["status"], st["stop_reason"], st["session_count"]) == ("failed", "retries_exhausted", 4)
+    # A long back-off is interrupted by `stop` at once.
+    sup = cli_bg("start", "wait", "-q", *common, "--retries", "3", "--restart-delay", "30")
+    wait_for(lambda: read_state(home, "wait")["status"] == "backoff")
+    t0 = time.monotonic()
+    assert cli("stop", "wait").returncode == 0
+    assert sup.wait(5) == 0 and time.monotonic() - t0 < 3
+    assert check_state(home, "wait")["stop_reason"] == "stopped"
+
+
+def test_two_starts_racing_exactly_one_wins(home: Path, tmp_path: Path) -> None:
+    ff = fake_ffmpeg(tmp_path, "idle", "while true; do sleep 0.1; done\n")
+    args = ["start", "race", "-q", "--input-format", "lavfi", "--input", "testsrc", "--url",
+            str(tmp_path / "o.flv"), "--duration", "60s", "--ffmpeg", str(ff), "--grace", "1"]  # fmt: skip
+    for _ in range(8):
+        a, b = cli_bg(*args), cli_bg(*args)
+        loser = wait_for(lambda a=a, b=b: next((p for p in (a, b) if p.poll() is not None), None), timeout=10)
+        winner = b if loser is a else a
+        assert loser.returncode == 4 and "already running" in loser.stderr.read()  # type: ignore[union-attr]
+        wait_for(lambda: read_state(home, "race")["status"] == "starting")
+        assert len(running(ff)) == 1
+        assert cli("stop", "race").returncode == 0
+        assert winner.wait(5) == 0
+
+
+def test_killed_mid_write_never_leaves_a_broken_state(home: Path, tmp_path: Path) -> None:
+    """SIGKILL the supervisor at random moments while it writes state: the file is always whole."""
+    ff = fake_ffmpeg(tmp_path, "idle2", "while true; do sleep 0.05; done\n")
+    args = ["start", "mid", "-q", "--input-format", "lavfi", "--input", "testsrc", "--url",
+            str(tmp_path / "o.flv"), "--duration", "60s", "--ffmpeg", str(ff)]  # fmt: skip
+    rng = random.Random(7)
+    for _ in range(12):
+        p = cli_bg(*args)
+        time.sleep(rng.uniform(0.15, 0.6))
+        p.kill()
+        p.wait()
+        path = home / "state" / "mid.json"
+        if path.exists():
+            json.loads(path.read_text())  # whole, never torn
+    r = cli("sweep")
+    assert r.returncode == 0
+    st = read_state(home, "mid")
+    assert st["status"] in ("offline", "failed") and st["session"] is None
+    wait_for(lambda: not running(ff), timeout=5)
+
+
+def test_sweeps_racing_checkpoints_and_resets_racing_starts(home: Path, tmp_path: Path) -> None:
+    ff = fake_ffmpeg(
+        tmp_path,
+        "progress",
+        'us=0\nwhile true; do echo "out_time_us=$us"; echo "progress=continue"; sleep 0.1; us=$((us+100000)); done\n',
+    )
+    args = ["start", "busy", "-q", "--input-format", "lavfi", "--input", "testsrc", "--url",
+            str(tmp_path / "o.flv"), "--duration", "60s", "--ffmpeg", str(ff)]  # fmt: skip
+    sup = cli_bg(*args)
+    wait_for(lambda: read_state(home, "busy")["status"] == "live")
+    # a healthy supervised stream: sweeps find nothing to do, however often they race the checkpoints
+    for _ in range(10):
+        assert cli("sweep").stdout == ""
+        assert cli("reset-runtime", "busy").returncode == 4  # live: refused
+    assert cli("stop", "busy").returncode == 0
+    assert sup.wait(5) == 0
+    st = check_state(home, "busy")
+    assert st["stop_reason"] == "stopped" and st["runtime_seconds"] > 0
+    # reset racing a start: either the reset wins (runtime 0 before the start) or it is refused
+    for _ in range(5):
+        p = cli_bg(*args)
+        r = cli("reset-runtime", "busy")
+        assert r.returncode in (0, 4), r.stderr
+        wait_for(lambda: read_state(home, "busy")["status"] in ("starting", "live"))
+        assert cli("stop", "busy").returncode == 0
+        assert p.wait(5) == 0
+        check_state(home, "busy")
+
+
+def test_wall_clock_jumps_do_not_change_the_budget(tmp_path: Path) -> None:
+    """Live time is counted on the monotonic clock; the wall clock only labels it."""
+    from tests.test_supervisor_unit import make
+
+    sup, clock, spawned, _, _ = make(tmp_path, 600, [(100, -11)], restart_delay=1.0)
+    jumps = iter([0, 3600, -7200, 86400, -86400] * 1000)
+    offset = [0.0]
+
+    def wall() -> float:
+        offset[0] += next(jumps)
+        return clock() + offset[0]
+
+    sup.wall = wall
+    out = sup.run()
+    assert out.runtime_seconds == pytest.approx(600, abs=1.0)
+    assert [round(p.t_arg) for p in spawned] == [600, 500]
+
+
+def test_unusable_state_folder_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    env = {**os.environ, "STREAMCTL_HOME": str(blocker / "home")}
+    for args in (["start", "s", "--input-format", "lavfi", "--input", "testsrc", "--url", "/tmp/x.flv",
+                  "--duration", "5s"], ["sweep"], ["status"]):  # fmt: skip
+        r = cli(*args, env=env)
+        assert r.returncode in (0, 6), r.stderr
+        assert "Traceback" not in r.stderr and r.stderr.count("\n") <= 1
+
+
+def test_disk_full_while_writing_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from streamctl import fileio
+    from streamctl.errors import FileError
+
+    target = tmp_path / "s.json"
+    fileio.atomic_write(target, b'{"old": true}')
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fileio.os, "fsync", full)
+    with pytest.raises(FileError, match="No space left"):
+        fileio.atomic_write(target, b'{"new": true}')
+    assert target.read_bytes() == b'{"old": true}'
+    assert [p.name for p in tmp_path.iterdir()] == ["s.json"]  # no temp file left behind
+
+
+def test_stale_lock_files_do_not_block(home: Path, tmp_path: Path) -> None:
+    """A lock file left by a dead process holds no lock: flock dies with its holder."""
+    code = (
+        "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+        "fcntl.flock(fd, fcntl.LOCK_EX); os._exit(0)"
+    )
+    (home / "state").mkdir(parents=True)
+    lock = home / "state" / "stale.run.lock"
+    subprocess.run([sys.executable, "-c", code, str(lock)], check=True)
+    assert lock.exists()
+    ff = fake_ffmpeg(tmp_path, "quick", "exit 0\n")
+    r = cli("start", "stale", "-q", "--input-format", "lavfi", "--input", "testsrc", "--url",
+            str(tmp_path / "o.flv"), "--duration", "5s", "--ffmpeg", str(ff))  # fmt: skip
+    assert r.returncode == 0, r.stderr  # ran (its fake ffmpeg "ended the input" at once)
+    assert read_state(home, "stale")["stop_reason"] == "input_ended"
+
+
+def test_no_zombie_or_thread_leak_across_many_sessions(home: Path, tmp_path: Path) -> None:
+    ff = fake_ffmpeg(tmp_path, "flaky", "sleep 0.05; exit 1\n")
+    sup = cli_bg("start", "many", "-q", "--input-format", "lavfi", "--input", "testsrc", "--url",
+                 str(tmp_path / "o.flv"), "--duration", "60s", "--ffmpeg", str(ff), "--retries", "40",
+                 "--restart-delay", "0")  # fmt: skip
+    me = psutil.Process(sup.pid)
+    threads, zombies = [], []
+    while sup.poll() is None:
+        try:
+            threads.append(me.num_threads())
+            zombies.append(sum(c.status() == psutil.STATUS_ZOMBIE for c in me.children()))
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.02)
+    assert sup.returncode == 1
+    st = check_state(home, "many")
+    assert st["session_count"] == 41 and len(st["sessions"]) == 41
+    # main + 2 pipe readers + the backup timer; a finished session's threads are gone before the next
+    assert len(threads) > 20 and max(threads) <= 5, max(threads)
+    assert max(zombies) <= 1  # an exited ffmpeg is reaped at once, never piles up
+
+
+class Throttle:
+    """A TCP proxy on 127.0.0.1 passing at most RATE bytes/s upstream: an ingest too slow for the stream."""
+
+    def __init__(self, upstream_port: int, rate: int) -> None:
+        import socket
+
+        self.rate = rate
+        self.upstream = upstream_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        self.server.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                client, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            up = socket.create_connection(("127.0.0.1", self.upstream))
+            threading.Thread(target=self._pipe, args=(client, up, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(up, client, False), daemon=True).start()
+
+    def _pipe(self, src: object, dst: object, throttled: bool) -> None:
+        chunk = max(1, self.rate // 20)
+        try:
+            while not self.stop.is_set():
+                data = src.recv(chunk if throttled else 65536)  # type: ignore[attr-defined]
+                if not data:
+                    break
+                dst.sendall(data)  # type: ignore[attr-defined]
+                if throttled:
+                    time.sleep(len(data) / self.rate)
+        except OSError:
+            pass
+        finally:
+            if throttled:  # only the upstream pipe closes, after passing on everything it read
+                for s in (dst, src):
+                    with contextlib.suppress(OSError):
+                        s.close()  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self.stop.set()
+        self.server.close()
+
+
+@needs_media
+def test_slow_ingest_never_delivers_more_than_the_budget(home: Path, media: Path, no_leftovers: Rtmp) -> None:
+    rate = probe_bitrate(media) // 8 // 2  # half what the stream needs
+    proxy = Throttle(no_leftovers.port, rate)
+    try:
+        url = f"rtmp://127.0.0.1:{proxy.port}/live"
+        r = cli("start", "slow", "-q", "--input", str(media), "--url", url, "--key", "slow-key",
+                "--duration", "6s", "--retries", "20", "--restart-delay", "0.5", "--grace", "1", timeout=180)  # fmt: skip
+    finally:
+        proxy.close()
+    st = check_state(home, "slow")
+    recorded = sum(no_leftovers.durations("slow-key"))
+    print(
+        f"FIGURE slow ingest: {st['session_count']} sessions, exit {r.returncode}, "
+        f"counted {st['runtime_seconds']:.2f} s, recorded {recorded:.2f} s of a 6 s budget"
+    )
+    assert recorded <= 6.5
+    assert st["runtime_seconds"] <= 6.0 + 0.05  # -t ends on a frame: out_time may pass it by one
+    assert r.returncode in (0, 1)  # budget streamed, or gave up: never runs on
+
+
+def probe_bitrate(path: Path) -> int:
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=bit_rate", "-of", "csv=p=0", str(path)],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return int(out.strip())
