@@ -182,3 +182,32 @@ def test_files_are_private(home: Path, tmp_path: Path) -> None:
     }
     assert modes["state"] == 0o700 and modes["logs"] == 0o700
     assert all(m == 0o600 for n, m in modes.items() if n not in ("state", "logs")), modes
+
+
+@pytest.mark.parametrize("name", ["..", "a b", "x" * 300, "../etc", ".hidden"])
+def test_bad_names_through_the_cli(home: Path, name: str) -> None:
+    for args in (
+        ["start", name, "--duration", "5s"],
+        ["reset-runtime", name],
+        ["status", name],
+        ["stop", name],
+    ):
+        r = cli(*args)
+        assert r.returncode == 2 and "invalid stream name" in r.stderr and r.stderr.count("\n") == 1, (
+            args,
+            r.stderr,
+        )
+    assert not home.exists()
+
+
+def test_corrupt_state_is_named_kept_and_never_reset(home: Path) -> None:
+    state = home / "state"
+    state.mkdir(parents=True)
+    (state / "bad.json").write_text('{"schema": 1, "name": "bad", "runtime_seconds": 3')  # truncated
+    for args in (["status"], ["runtime", "bad"], ["reset-runtime", "bad"],
+                 ["start", "bad", "--input-format", "lavfi", "--input", "testsrc", "--url", "/tmp/x.flv", "--duration", "5s"]):  # fmt: skip
+        r = cli(*args)
+        assert r.returncode == 6, (args, r.stderr)
+        assert str(state / "bad.json") in r.stderr and "corrupt" in r.stderr and r.stderr.count("\n") == 1
+    assert (state / "bad.json").read_text().endswith('"runtime_seconds": 3')  # untouched
+    assert (state / "bad.json.corrupt").exists()
