@@ -243,50 +243,6 @@ def stop(
         typer.echo(f"{n}: {control.stop(paths, n, timeout)}")
 
 
-def _status_renderable(rows: list[dict[str, Any]]) -> Any:
-    from rich.console import Group
-    from rich.progress_bar import ProgressBar
-    from rich.table import Table
-    from rich.text import Text
-
-    from streamctl.durations import format_duration
-
-    colour = {
-        "live": "green",
-        "starting": "yellow",
-        "backoff": "yellow",
-        "stopping": "yellow",
-        "failed": "red",
-    }
-    table = Table(box=None, pad_edge=False)
-    for col in ("NAME", "STATUS", "RUNTIME / BUDGET", "", "REMAINING", "EXPECTED END", "RESTARTS", "PIDS",
-                "BITRATE", "REASON"):  # fmt: skip
-        table.add_column(col, no_wrap=True)
-    notes = []
-    for r in rows:
-        style = colour.get(r["status"], "dim")
-        pids = "/".join(str(p) for p in (r["supervisor_pid"], r["ffmpeg_pid"]) if p) or "-"
-        budget = r["budget_seconds"]
-        remaining = format_duration(r["remaining_seconds"])
-        if r["limit"] == "deadline":
-            remaining += " (deadline)"
-        table.add_row(
-            r["name"],
-            Text(r["status"] + (" (orphan)" if r["orphan"] else ""), style=style),
-            f"{format_duration(r['runtime_seconds'])} / {format_duration(budget)}",
-            ProgressBar(total=budget or 1.0, completed=r["runtime_seconds"] if budget else 0, width=16),
-            Text(remaining, style="yellow" if r["warning"] else ""),
-            (r["expected_end"] or "-")[:19].replace("T", " "),
-            str(r["restarts"]),
-            pids,
-            f"{r['bitrate']} x{r['speed']}" if r["bitrate"] else "-",
-            r["stop_reason"] or "-",
-        )
-        if r["warning"]:
-            notes.append(Text(f"warning: {r['name']} ends in {remaining}", style="bold yellow"))
-    return Group(table, *notes)
-
-
 @app.command()
 def status(
     names: Annotated[list[str] | None, typer.Argument(help="Streams (default: all).")] = None,
@@ -295,8 +251,12 @@ def status(
         bool, typer.Option("--watch", "-w", help="Live dashboard, refreshed every second.")
     ] = False,
 ) -> None:
-    """Show every stream: status, pids, runtime, remaining, expected end, restarts, last stop reason."""
+    """Show every stream: status, pids, runtime, remaining, expected end, restarts, last stop reason.
+
+    Example: streamctl status --watch
+    """
     from streamctl import control
+    from streamctl.table import render_status, use_colour
 
     paths = _paths()
     rows = [v.as_dict() for v in control.views(paths, names or None)]
@@ -305,23 +265,19 @@ def status(
     elif watch:
         import time
 
-        from rich.console import Console
-        from rich.live import Live
-
-        with Live(_status_renderable(rows), console=Console(), auto_refresh=False) as live:
-            try:
-                while True:
-                    time.sleep(1.0)
-                    rows = [v.as_dict() for v in control.views(paths, names or None)]
-                    live.update(_status_renderable(rows), refresh=True)
-            except KeyboardInterrupt:
-                pass
+        try:
+            while True:
+                # home the cursor and clear: a steady dashboard in any terminal, no curses needed
+                sys.stdout.write("\x1b[H\x1b[2J" + render_status(rows, use_colour()))
+                sys.stdout.flush()
+                time.sleep(1.0)
+                rows = [v.as_dict() for v in control.views(paths, names or None)]
+        except KeyboardInterrupt:
+            pass
     elif not rows:
         typer.echo("no streams")
     else:
-        from rich.console import Console
-
-        Console().print(_status_renderable(rows))
+        sys.stdout.write(render_status(rows, use_colour()))
 
 
 @app.command()
