@@ -6,7 +6,6 @@ import math
 import os
 import re
 import stat
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -250,6 +249,8 @@ def load_config(paths: Paths) -> Config:
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         # Anyone who can write it can make us run any program as `ffmpeg`.
         raise FileError(f"config {path} is writable by others; run: chmod 600 {path}")
+    import tomllib  # only when there is a config to read
+
     try:
         with path.open("rb") as f:
             data = tomllib.load(f)

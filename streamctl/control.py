@@ -117,7 +117,9 @@ def views(paths: Paths, names: list[str] | None = None, now: float | None = None
     out = []
     for n in known:
         st = store.load(n) or StreamState(name=n, budget_seconds=configured.get(n))
-        out.append(View(n, st, is_locked(paths.run_lock(n)), now))
+        # Only a stream whose state says it runs can have a supervisor: probe its lock, skip the rest.
+        supervised = st.status_enum.running and is_locked(paths.run_lock(n))
+        out.append(View(n, st, supervised, now))
     return out
 
 

@@ -6,7 +6,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +34,8 @@ def ensure_private_dir(path: Path) -> None:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write DATA to PATH so readers see the old or the new file, never a mix; mode 0600."""
+    import tempfile  # only writers need it; keeps read-only commands quick to start
+
     ensure_private_dir(path.parent)
     tmp = None
     try:
