@@ -11,6 +11,7 @@ supervisord comparison installs supervisor from PyPI into bench/.venv-supervisor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -89,10 +90,8 @@ class Strategy:
             while (pid := self.current()) is None:  # between sessions: crash the next one
                 time.sleep(0.05)
             time.sleep(0.3)  # let it get going
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGSEGV)
-            except ProcessLookupError:
-                pass
 
     def run(self) -> None:
         raise NotImplementedError
@@ -397,10 +396,8 @@ def bench_scale(work: Path, media: Path, budget: float = 20.0) -> None:
             time.sleep(budget - 6)
             c1 = 0.0
             for p in tree:
-                try:
+                with contextlib.suppress(psutil.NoSuchProcess):
                     c1 += sum(p.cpu_times()[:2])
-                except psutil.NoSuchProcess:
-                    pass
             cpu = 100 * (c1 - c0) / (time.monotonic() - t0)
             codes = [p.wait() for p in procs]
             time.sleep(1.1)
