@@ -187,20 +187,19 @@ def start(
         "retries": retries,
         "restart_delay": restart_delay,
         "grace": grace,
-        "ffmpeg": ffmpeg,
     }
     paths = _paths()
     spec = resolve_spec(paths, name, overrides)
-    outcome = _run_start(paths, spec, quiet)
+    outcome = _run_start(paths, spec, quiet, ffmpeg)
     raise typer.Exit(0 if outcome.ok else 1)
 
 
-def _run_start(paths: Any, spec: Any, quiet: bool) -> Any:
+def _run_start(paths: Any, spec: Any, quiet: bool, ffmpeg: str | None) -> Any:
     """In a terminal: the supervisor's log lines scroll above a bar of the budget with what remains."""
     from streamctl.supervisor import start_stream
 
     if quiet or not sys.stderr.isatty():
-        return start_stream(paths, spec, console=not quiet)
+        return start_stream(paths, spec, console=not quiet, ffmpeg=ffmpeg)
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn
 
@@ -223,7 +222,7 @@ def _run_start(paths: Any, spec: Any, quiet: bool) -> Any:
         bar.update(task, total=(total + left) or 1.0, completed=total, text=text)
 
     with bar:
-        return start_stream(paths, spec, console=console, on_tick=tick)
+        return start_stream(paths, spec, console=console, on_tick=tick, ffmpeg=ffmpeg)
 
 
 @app.command()
@@ -361,6 +360,61 @@ def reset_runtime(name: Name) -> None:
 
     old = control.reset_runtime(_paths(), name)
     typer.echo(f"{name}: runtime reset (was {format_duration(old)})")
+
+
+@app.command()
+def demo(
+    seconds: Annotated[float, typer.Option(help="The demo stream's budget.")] = 30.0,
+) -> None:
+    """Stream a test pattern to a local receiver for 30 s with one real crash, and show the budget held.
+
+    Needs only ffmpeg; nothing is configured, nothing is left running. Example: streamctl demo
+    """
+    from streamctl.demo import run_demo
+    from streamctl.durations import check_seconds
+
+    result = run_demo(check_seconds(seconds, "--seconds"), log=lambda m: typer.secho(m, fg="cyan", err=True))
+    parts = " + ".join(f"{d:.2f}" for d in result.recorded)
+    typer.echo(f"budget:    {result.budget:.2f} s")
+    typer.echo(f"recorded:  {parts} = {sum(result.recorded):.2f} s by the receiver ({result.receiver})")
+    typer.echo(
+        f"counted:   {result.counted:.2f} s by streamctl, {result.restarts} restart(s), stop: {result.reason}"
+    )
+    held = abs(result.error) <= 1.0 and result.reason == "duration_reached"
+    typer.echo(
+        f"{'the budget held' if held else 'the budget did NOT hold'}: {result.error:+.2f} s against it"
+    )
+    if not held:
+        raise typer.Exit(1)
+
+
+@app.command()
+def doctor(
+    as_json: Json = False,
+    ffmpeg: Annotated[str | None, typer.Option(help="Check this ffmpeg instead.")] = None,
+) -> None:
+    """Check ffmpeg and where it comes from, rtmp/flv/libx264 support, permissions, cron and systemd.
+
+    Exits 7 when something needed is missing. Example: streamctl doctor
+    """
+    from streamctl import doctor as doc
+    from streamctl.config import load_config
+    from streamctl.errors import EXIT_ENVIRONMENT
+
+    paths = _paths()
+    try:
+        configured = load_config(paths).settings().ffmpeg
+    except StreamctlError:
+        configured = None  # the config check below reports it
+    checks = doc.run(paths, ffmpeg, configured)
+    if as_json:
+        _print_json([c.as_dict() for c in checks])
+    else:
+        for c in checks:
+            mark = "ok  " if c.ok else ("FAIL" if c.needed else "warn")
+            typer.echo(f"{mark}  {c.name:<14} {c.detail}")
+    if any(c.needed and not c.ok for c in checks):
+        raise typer.Exit(EXIT_ENVIRONMENT)
 
 
 def _fail(message: str, code: int) -> None:

@@ -34,7 +34,7 @@ class Settings:
     stable_after: float = 60.0  # a session that ran this long resets the failure count
     stall_timeout: float = 15.0  # no media progress for this long: ffmpeg is hung
     grace: float = 5.0
-    ffmpeg: str = "ffmpeg"
+    ffmpeg: str | None = None  # None: $STREAMCTL_FFMPEG, PATH, then the bundled one (ffmpeg.find_ffmpeg)
 
 
 @dataclass(frozen=True)

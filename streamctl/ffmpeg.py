@@ -14,18 +14,36 @@ from streamctl.masking import is_stream_url
 STATS_PERIOD = 0.5
 
 
-def find_ffmpeg(configured: str) -> str:
-    """Absolute path of the ffmpeg to run: an explicit path, or a name looked up on PATH."""
-    if os.sep in configured:
-        if os.path.isfile(configured) and os.access(configured, os.X_OK):
-            return configured
-        raise EnvironmentProblem(f"ffmpeg not found or not executable: {configured}")
-    found = shutil.which(configured)
-    if found is None:
-        raise EnvironmentProblem(
-            f"ffmpeg not found: {configured!r} is not on PATH (install ffmpeg, or set ffmpeg in the config)"
-        )
-    return found
+def find_ffmpeg(cli: str | None = None, configured: str | None = None) -> tuple[str, str]:
+    """The ffmpeg to run and where it was found: --ffmpeg, $STREAMCTL_FFMPEG, the config, PATH, then the
+    binary of the optional extra `streamctl[ffmpeg]` (imageio-ffmpeg). The first one named wins; a named
+    one that does not exist is an error (no silent fallback to another ffmpeg)."""
+    for source, value in (("--ffmpeg", cli), ("STREAMCTL_FFMPEG", os.environ.get("STREAMCTL_FFMPEG")),
+                          ("config", configured)):  # fmt: skip
+        if value:
+            found = value if os.sep in value else shutil.which(value)
+            if found and os.path.isfile(found) and os.access(found, os.X_OK):
+                return found, source
+            raise EnvironmentProblem(f"ffmpeg not found: {value!r} (from {source}) is not an executable")
+    on_path = shutil.which("ffmpeg")
+    if on_path:
+        return on_path, "PATH"
+    try:
+        import imageio_ffmpeg  # type: ignore[import-not-found,unused-ignore]
+
+        return str(imageio_ffmpeg.get_ffmpeg_exe()), "imageio-ffmpeg"
+    except (ImportError, RuntimeError):
+        pass
+    raise EnvironmentProblem(
+        "ffmpeg not found: give --ffmpeg PATH, set STREAMCTL_FFMPEG or `ffmpeg` in the config, install it "
+        "(apt-get install ffmpeg), or pip install 'streamctl[ffmpeg]' for a bundled one"
+    )
+
+
+def find_ffprobe(ffmpeg: str) -> str | None:
+    """ffprobe beside ffmpeg, else on PATH (the bundled ffmpeg comes without one)."""
+    sibling = os.path.join(os.path.dirname(ffmpeg), "ffprobe")
+    return sibling if os.access(sibling, os.X_OK) else shutil.which("ffprobe")
 
 
 def _output_format(url: str) -> list[str]:
@@ -146,8 +164,7 @@ def preflight_input(ffmpeg: str, spec: StreamSpec, timeout: float = 15.0) -> Non
 
     if spec.input_format is not None or "://" in spec.input:
         return
-    sibling = os.path.join(os.path.dirname(ffmpeg), "ffprobe")
-    ffprobe = sibling if os.access(sibling, os.X_OK) else shutil.which("ffprobe")
+    ffprobe = find_ffprobe(ffmpeg)
     if ffprobe is None:
         return
     try:

@@ -547,13 +547,18 @@ class Supervisor:
 
 
 def start_stream(
-    paths: Paths, spec: StreamSpec, console: Any = True, on_tick: Callable[[Supervisor], None] | None = None
+    paths: Paths,
+    spec: StreamSpec,
+    console: Any = True,
+    on_tick: Callable[[Supervisor], None] | None = None,
+    ffmpeg: str | None = None,
 ) -> Outcome:
-    """Run SPEC's supervisor in this process until the stream ends (the `start` command)."""
+    """Run SPEC's supervisor in this process until the stream ends (the `start` command).
+    FFMPEG is the --ffmpeg given on the command line, if any."""
     from streamctl.ffmpeg import find_ffmpeg, preflight_input
     from streamctl.logs import close_logger, stream_logger
 
-    ffmpeg = find_ffmpeg(spec.settings.ffmpeg)
+    ffmpeg, _ = find_ffmpeg(ffmpeg, spec.settings.ffmpeg)
     if spec.budget_seconds is None and spec.until is None:
         raise UsageError(f"stream {spec.name!r} has no budget: give --hours, --duration or --until")
     preflight_input(ffmpeg, spec)
