@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Annotated, Any
 
@@ -15,7 +16,7 @@ app = typer.Typer(
     name="streamctl",
     help="Run a timed live stream with FFmpeg: the budget survives crashes and restarts.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
@@ -151,6 +152,12 @@ def start(
     input: Annotated[str | None, typer.Option("--input", "-i", help="Override the input.")] = None,
     url: Annotated[str | None, typer.Option(help="Override the ingest URL.")] = None,
     key: Annotated[str | None, typer.Option(help="Override the stream key.")] = None,
+    key_env: Annotated[
+        str | None, typer.Option(help="Read the stream key from this environment variable (not in ps).")
+    ] = None,
+    also: Annotated[
+        list[str] | None, typer.Option(help="Another destination URL, key included (repeatable).")
+    ] = None,
     mode: Annotated[str | None, typer.Option(help="copy or encode.")] = None,
     input_format: Annotated[str | None, typer.Option(help="Input format, e.g. lavfi.")] = None,
     loop: Annotated[bool | None, typer.Option("--loop/--no-loop", help="Loop a file input.")] = None,
@@ -167,14 +174,22 @@ def start(
     ] = None,
     ffmpeg: Annotated[str | None, typer.Option(help="ffmpeg binary to run.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log to the file only.")] = False,
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Run in the background; print the pid and return.")
+    ] = False,
 ) -> None:
     """Run the stream in the foreground until its budget is streamed (exit 0), or it gives up (exit 1).
 
-    Example: streamctl start morning --hours 5
+    Examples: streamctl start morning --hours 5 ; streamctl start morning --detach
     """
     from streamctl.config import parse_until, resolve_spec
 
+    if key_env is not None:
+        key = os.environ.get(key_env)
+        if not key:
+            raise UsageError(f"--key-env: environment variable {key_env} is not set")
     overrides = {
+        "also": tuple(also) if also else None,
         "until": parse_until(until) if until is not None else None,
         "stall_timeout": stall_timeout,
         "budget_seconds": _budget(hours, duration),
@@ -190,6 +205,12 @@ def start(
     }
     paths = _paths()
     spec = resolve_spec(paths, name, overrides)
+    if detach:
+        from streamctl.detach import start_detached
+
+        pid = start_detached(paths, spec, ffmpeg, [a for a in sys.argv[1:] if a not in ("--detach", "-d")])
+        typer.echo(f"{name}: started in the background, supervisor pid {pid}; log: {paths.log_file(name)}")
+        return
     outcome = _run_start(paths, spec, quiet, ffmpeg)
     raise typer.Exit(0 if outcome.ok else 1)
 
@@ -249,18 +270,27 @@ def status(
     watch: Annotated[
         bool, typer.Option("--watch", "-w", help="Live dashboard, refreshed every second.")
     ] = False,
+    format: Annotated[
+        str, typer.Option("--format", help="table, json, or prometheus (node_exporter textfile collector).")
+    ] = "table",
 ) -> None:
     """Show every stream: status, pids, runtime, remaining, expected end, restarts, last stop reason.
 
-    Example: streamctl status --watch
+    Examples: streamctl status --watch ; streamctl status --format prometheus > streamctl.prom
     """
     from streamctl import control
     from streamctl.table import render_status, use_colour
 
+    if format not in ("table", "json", "prometheus"):
+        raise UsageError(f"--format must be table, json or prometheus, got {format!r}")
     paths = _paths()
     rows = [v.as_dict() for v in control.views(paths, names or None)]
-    if as_json:
+    if as_json or format == "json":
         _print_json(rows)
+    elif format == "prometheus":
+        from streamctl.metrics import prometheus
+
+        sys.stdout.write(prometheus(rows))
     elif watch:
         import time
 

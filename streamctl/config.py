@@ -43,6 +43,7 @@ class StreamSpec:
     input: str
     url: str
     key: str | None = None  # the secret part; appended to url as its last path segment
+    also: tuple[str, ...] = ()  # more destinations, keys written in (tee muxer; each may fail alone)
     budget_seconds: float | None = None
     until: float | None = None  # wall-clock deadline, unix time
     mode: str = "copy"
@@ -64,7 +65,10 @@ class StreamSpec:
 
     def secrets(self) -> list[str]:
         """Everything to mask: the key, and the secret parts of the URL (a key may be written into it)."""
-        return ([self.key] if self.key else []) + url_secrets(self.output_url)
+        out = [self.key] if self.key else []
+        for url in (self.output_url, *self.also):
+            out += url_secrets(url)
+        return out
 
 
 def validate_spec(spec: StreamSpec) -> StreamSpec:
@@ -77,6 +81,9 @@ def validate_spec(spec: StreamSpec) -> StreamSpec:
     scheme = urlsplit(spec.url).scheme.lower()
     if scheme and scheme not in (*STREAM_SCHEMES, "file") and len(scheme) > 1:
         raise UsageError(f"url must be rtmp://, rtmps://, srt:// or a file path, got {scheme}://")
+    for dest in (spec.url, *spec.also) if spec.also else ():
+        if urlsplit(dest).scheme.lower() not in ("rtmp", "rtmps"):
+            raise UsageError("with several destinations, each must be rtmp:// or rtmps://")
     if spec.key is not None and (not spec.key or any(c in spec.key for c in "/?#\n ")):
         raise UsageError("stream key must be non-empty, without '/', '?', '#' or spaces")
     if spec.mode not in MODES:
@@ -222,6 +229,7 @@ class Config:
                 url=str(table.get("url", "")),
                 key=_key(table, where),
                 budget_seconds=_budget(table, where),
+                also=tuple(str(u) for u in table.get("also", [])),
                 until=parse_until(str(table["until"])) if "until" in table else None,
                 mode=str(table.get("mode", "copy")),
                 loop=bool(table.get("loop", True)),

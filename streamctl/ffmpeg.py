@@ -57,6 +57,14 @@ def _output_format(url: str) -> list[str]:
     return []  # a file: ffmpeg picks the format from its extension
 
 
+def _tee_options(url: str) -> str:
+    f = _output_format(url)
+    opts = [f"f={f[1]}"] if f else []
+    if f == ["-f", "flv"]:
+        opts.append("flvflags=no_duration_filesize")
+    return ":".join([*opts, "onfail=ignore"])
+
+
 def _kbits(rate: str) -> float:
     r = rate.lower()
     mult = 1000.0 if r.endswith("m") else 1.0
@@ -68,11 +76,13 @@ def build_argv(ffmpeg: str, spec: StreamSpec, seconds: float) -> list[str]:
     argv = [ffmpeg, "-hide_banner", "-nostats", "-loglevel", "warning"]
     argv += ["-progress", "pipe:1", "-stats_period", str(STATS_PERIOD)]
     argv += ["-re"]  # read at the native rate: a live stream, not a file transfer
-    is_file_input = spec.input_format is None and "://" not in spec.input
+    is_file_input = spec.input_format in (None, "concat") and "://" not in spec.input
     if spec.loop and is_file_input:
         argv += ["-stream_loop", "-1", "-fflags", "+genpts"]
     if spec.input_format:
         argv += ["-f", spec.input_format]
+    if spec.input_format == "concat":
+        argv += ["-safe", "0"]  # our own list, with absolute paths
     argv += ["-i", spec.input]
     if spec.mode == "copy":
         argv += ["-c:v", "copy", "-c:a", "copy"]
@@ -89,6 +99,13 @@ def build_argv(ffmpeg: str, spec: StreamSpec, seconds: float) -> list[str]:
         argv += ["-c:a", "aac", "-b:a", spec.audio_bitrate, "-ar", "44100", "-ac", "2"]
     # -t is an output option: it must stand before the URL, or ffmpeg ignores it and streams forever.
     argv += ["-t", f"{seconds:.3f}"]
+    if spec.also:
+        # One read (and encode), several destinations; onfail=ignore: a failing one does not stop the
+        # others. The tee muxer keeps the input's codec tags (MP4's avc1/mp4a), which FLV refuses, so
+        # copy mode sets FLV's own: H.264 = 7, AAC = 10.
+        slaves = [f"[{_tee_options(url)}]{url}" for url in (spec.output_url, *spec.also)]
+        tags = ["-tag:v", "7", "-tag:a", "10"] if spec.mode == "copy" else []
+        return [*argv, *tags, "-map", "0:v?", "-map", "0:a?", "-f", "tee", "|".join(slaves)]
     fmt = _output_format(spec.output_url)
     argv += fmt
     if fmt == ["-f", "flv"]:
@@ -154,12 +171,18 @@ def _float(v: str) -> float | None:
         return None
 
 
-def preflight_input(ffmpeg: str, spec: StreamSpec, timeout: float = 15.0) -> None:
-    """Refuse a local input that ffprobe cannot read as media, with ffprobe's own reason.
+RTMP_VIDEO = {"h264"}
+RTMP_AUDIO = {"aac", "mp3"}
 
-    Skipped for generated (lavfi) and network inputs, and when no ffprobe is found beside ffmpeg or on
-    PATH (the bundled ffmpeg has none): ffmpeg's own failure then says the same, only later.
+
+def preflight_input(ffmpeg: str, spec: StreamSpec, timeout: float = 15.0) -> None:
+    """Refuse a local input that ffprobe cannot read as media, with ffprobe's own reason; in copy mode to
+    an RTMP ingest (YouTube, Twitch), refuse codecs it will not take: H.264 in yuv420p, AAC or MP3.
+
+    Skipped for generated (lavfi), playlist and network inputs, and when no ffprobe is found beside
+    ffmpeg or on PATH (the bundled ffmpeg has none): ffmpeg or the ingest then fails later instead.
     """
+    import json
     import subprocess
 
     if spec.input_format is not None or "://" in spec.input:
@@ -169,15 +192,30 @@ def preflight_input(ffmpeg: str, spec: StreamSpec, timeout: float = 15.0) -> Non
         return
     try:
         r = subprocess.run(
-            [ffprobe, "-v", "error", "-show_entries", "stream=codec_type", "-of", "csv=p=0", spec.input],
+            [ffprobe, "-v", "error", "-show_entries", "stream=codec_type,codec_name,pix_fmt", "-of", "json",
+             spec.input],
             capture_output=True,
             text=True,
             timeout=timeout,
             stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+        )  # fmt: skip
+        streams = json.loads(r.stdout or "{}").get("streams", [])
+    except (OSError, subprocess.TimeoutExpired, ValueError):
         return
-    kinds = set(r.stdout.split())
-    if r.returncode != 0 or not kinds & {"video", "audio"}:
+    video = [st for st in streams if st.get("codec_type") == "video"]
+    audio = [st for st in streams if st.get("codec_type") == "audio"]
+    if r.returncode != 0 or not (video or audio):
         why = (r.stderr.strip().splitlines() or ["no audio or video stream"])[-1]
         raise UsageError(f"input {spec.input} is not media ffmpeg can stream: {why}")
+    if spec.mode != "copy" or urlsplit(spec.output_url).scheme.lower() not in ("rtmp", "rtmps"):
+        return
+    bad = [
+        f"video {st.get('codec_name')}/{st.get('pix_fmt')}"
+        for st in video[:1]
+        if st.get("codec_name") not in RTMP_VIDEO or st.get("pix_fmt") != "yuv420p"
+    ] + [f"audio {st.get('codec_name')}" for st in audio[:1] if st.get("codec_name") not in RTMP_AUDIO]
+    if bad:
+        raise UsageError(
+            f"copy mode cannot send {' and '.join(bad)} to an RTMP ingest (it needs H.264 yuv420p video and "
+            "AAC or MP3 audio): use --mode encode, or re-encode the file once"
+        )

@@ -546,6 +546,18 @@ class Supervisor:
         return Outcome(final, reason, self.ledger.committed, self.budget, st.session_count, self.restarts)
 
 
+def prepare_input(paths: Paths, spec: StreamSpec) -> StreamSpec:
+    """A folder or list file becomes an ffconcat list beside the state (ffmpeg's concat demuxer)."""
+    from dataclasses import replace
+
+    from streamctl.playlist import is_playlist, write_concat
+
+    if spec.input_format is not None or not is_playlist(spec.input):
+        return spec
+    concat = write_concat(spec.input, paths.state_dir / f"{spec.name}.ffconcat")
+    return replace(spec, input=str(concat), input_format="concat")
+
+
 def start_stream(
     paths: Paths,
     spec: StreamSpec,
@@ -561,6 +573,7 @@ def start_stream(
     ffmpeg, _ = find_ffmpeg(ffmpeg, spec.settings.ffmpeg)
     if spec.budget_seconds is None and spec.until is None:
         raise UsageError(f"stream {spec.name!r} has no budget: give --hours, --duration or --until")
+    spec = prepare_input(paths, spec)
     preflight_input(ffmpeg, spec)
     log = stream_logger(spec.name, paths.log_file(spec.name), spec.secrets(), console=console)
     try:

@@ -1,0 +1,51 @@
+"""`start --detach`: the same supervisor, in its own session, with this command returning at once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+
+from streamctl.config import StreamSpec
+from streamctl.errors import StreamctlError
+from streamctl.ffmpeg import find_ffmpeg, preflight_input
+from streamctl.paths import Paths
+
+
+def start_detached(
+    paths: Paths, spec: StreamSpec, ffmpeg: str | None, args: list[str], wait: float = 10.0
+) -> int:
+    """Launch `streamctl ARGS -q` detached; return its pid once it has taken the stream.
+
+    Everything checkable is checked here first, so bad input fails in this terminal, not in a log.
+    """
+    found, _ = find_ffmpeg(ffmpeg, spec.settings.ffmpeg)
+    preflight_input(found, spec)
+    with tempfile.TemporaryFile() as err:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "streamctl", *args, "-q"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,  # no terminal: closing it sends no SIGHUP
+            close_fds=True,
+        )
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            rc = child.poll()
+            if rc is not None:  # it ended at once: already running, budget spent, ...
+                err.seek(0)
+                message = err.read().decode(errors="replace").strip().removeprefix("streamctl: error: ")
+                e = StreamctlError(message or f"the supervisor exited with {rc}")
+                e.exit_code = rc
+                raise e
+            try:
+                st = json.loads(paths.state_file(spec.name).read_text())
+                if st.get("supervisor_pid") == child.pid:
+                    return child.pid
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+    return child.pid
