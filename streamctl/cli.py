@@ -211,39 +211,9 @@ def start(
         pid = start_detached(paths, spec, ffmpeg, [a for a in sys.argv[1:] if a not in ("--detach", "-d")])
         typer.echo(f"{name}: started in the background, supervisor pid {pid}; log: {paths.log_file(name)}")
         return
-    outcome = _run_start(paths, spec, quiet, ffmpeg)
-    raise typer.Exit(0 if outcome.ok else 1)
+    from streamctl.supervise import exec_supervisor
 
-
-def _run_start(paths: Any, spec: Any, quiet: bool, ffmpeg: str | None) -> Any:
-    """In a terminal: the supervisor's log lines scroll above a bar of the budget with what remains."""
-    from streamctl.supervisor import start_stream
-
-    if quiet or not sys.stderr.isatty():
-        return start_stream(paths, spec, console=not quiet, ffmpeg=ffmpeg)
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn
-
-    from streamctl.durations import format_duration
-
-    console = Console(stderr=True)
-    bar = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[text]}"),
-        console=console,
-        transient=True,
-    )
-    task = bar.add_task(spec.name, total=1.0, text="starting")
-
-    def tick(sup: Any) -> None:
-        total = sup.ledger.committed + sup.ledger.session(sup.clock())
-        left = sup.remaining()
-        text = f"{sup.status.value}  {format_duration(total)} streamed, {format_duration(left)} left"
-        bar.update(task, total=(total + left) or 1.0, completed=total, text=text)
-
-    with bar:
-        return start_stream(paths, spec, console=console, on_tick=tick, ffmpeg=ffmpeg)
+    exec_supervisor(paths, spec, quiet, ffmpeg)  # the supervisor runs on in this pid, without Typer
 
 
 @app.command()

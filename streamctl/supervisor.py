@@ -525,7 +525,9 @@ class Supervisor:
                 self._commit()
             if self.on_tick:
                 self.on_tick(self)
-            self._idle(self.watchdog_interval)
+            # ffmpeg closes its stdout a moment before the kernel reports it exited: after EOF, poll
+            # briefly instead of sleeping a whole tick (it made restarts ~1 s slower).
+            self._idle(0.02 if self._eof_at is not None else self.watchdog_interval)
 
     def _finish(self, reason: StopReason, started: float) -> Outcome:
         failed = reason in (StopReason.RETRIES_EXHAUSTED, StopReason.START_FAILED)
