@@ -3,8 +3,10 @@
 Streamed time is media time sent, read from ffmpeg's `-progress` (`out_time_us`), the same clock `-t`
 counts in. Between progress blocks (every 0.5 s) it is extrapolated at real-time speed, at most
 EXTRAPOLATE_MAX, so a crash between two blocks is not undercounted and a hang is not overcounted.
-Until the first block it is wall time since launch: an ffmpeg whose progress cannot be read must never
-look as if it streamed nothing (that would let a restart exceed the budget).
+Until the first block nothing is counted: ffmpeg writes none before it has connected, so a handshake that
+hangs must not use up the budget. A session that nevertheless ends normally (exit 0) without a single
+block is counted at wall time (`close(ok=True)`): an ffmpeg whose progress cannot be read must never look
+as if it streamed nothing, which would let the next session exceed the budget.
 """
 
 from __future__ import annotations
@@ -37,10 +39,9 @@ class SessionMeter:
             self._out_time = out_time
         self._ended = self._ended or ended
 
-    def streamed(self, now: float) -> float:
-        wall = max(0.0, now - self.launched_at)
+    def streamed(self, now: float, ended_ok: bool = False) -> float:
         if self._block_at is None:
-            return wall
+            return max(0.0, now - self.launched_at) if ended_ok else 0.0
         if self._ended:
             return self._out_time
         return self._out_time + min(max(0.0, now - self._block_at), EXTRAPOLATE_MAX)
@@ -67,9 +68,9 @@ class Ledger:
     def remaining(self, now: float) -> float:
         return max(0.0, self.budget - self.total(now))
 
-    def close(self, now: float) -> float:
-        """End the open session; returns its streamed seconds, now part of `committed`."""
-        ran = self.session(now)
+    def close(self, now: float, ok: bool = False) -> float:
+        """End the open session (OK: it exited normally); returns its streamed seconds, now committed."""
+        ran = self.meter.streamed(now, ok) if self.meter else 0.0
         self.committed += ran
         self.meter = None
         return ran

@@ -205,10 +205,10 @@ def start(
     }
     paths = _paths()
     spec = resolve_spec(paths, name, overrides)
-    if detach:
+    if detach and not os.environ.get("_STREAMCTL_DETACHED"):
         from streamctl.detach import start_detached
 
-        pid = start_detached(paths, spec, ffmpeg, [a for a in sys.argv[1:] if a not in ("--detach", "-d")])
+        pid = start_detached(paths, spec, ffmpeg, sys.argv[1:])
         typer.echo(f"{name}: started in the background, supervisor pid {pid}; log: {paths.log_file(name)}")
         return
     from streamctl.supervise import exec_supervisor
@@ -228,6 +228,9 @@ def stop(
     paths = _paths()
     if all_ == (name is not None):
         raise UsageError("give a stream NAME or --all")
+    from streamctl.durations import check_seconds
+
+    check_seconds(timeout, "--timeout")
     names = [name] if name else [v.name for v in control.views(paths) if v.running or v.state.session]
     for n in names:
         typer.echo(f"{n}: {control.stop(paths, n, timeout)}")
@@ -373,7 +376,9 @@ def demo(
     from streamctl.demo import run_demo
     from streamctl.durations import check_seconds
 
-    result = run_demo(check_seconds(seconds, "--seconds"), log=lambda m: typer.secho(m, fg="cyan", err=True))
+    if check_seconds(seconds, "--seconds") < 6:
+        raise UsageError("--seconds must be at least 6: the demo crashes ffmpeg a third of the way in")
+    result = run_demo(seconds, log=lambda m: typer.secho(m, fg="cyan", err=True))
     parts = " + ".join(f"{d:.2f}" for d in result.recorded)
     typer.echo(f"budget:    {result.budget:.2f} s")
     typer.echo(f"recorded:  {parts} = {sum(result.recorded):.2f} s by the receiver ({result.receiver})")

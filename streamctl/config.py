@@ -82,8 +82,8 @@ def validate_spec(spec: StreamSpec) -> StreamSpec:
     if scheme and scheme not in (*STREAM_SCHEMES, "file") and len(scheme) > 1:
         raise UsageError(f"url must be rtmp://, rtmps://, srt:// or a file path, got {scheme}://")
     for dest in (spec.url, *spec.also) if spec.also else ():
-        if urlsplit(dest).scheme.lower() not in ("rtmp", "rtmps"):
-            raise UsageError("with several destinations, each must be rtmp:// or rtmps://")
+        if urlsplit(dest).scheme.lower() not in ("rtmp", "rtmps") or "|" in dest:
+            raise UsageError("with several destinations, each must be an rtmp:// or rtmps:// URL without '|'")
     if spec.key is not None and (not spec.key or any(c in spec.key for c in "/?#\n ")):
         raise UsageError("stream key must be non-empty, without '/', '?', '#' or spaces")
     if spec.mode not in MODES:
@@ -98,6 +98,8 @@ def validate_spec(spec: StreamSpec) -> StreamSpec:
         raise UsageError("bitrate must look like 3000k or 4M")
     if spec.resolution is not None and not _RESOLUTION.fullmatch(spec.resolution):
         raise UsageError(f"resolution must look like 1280x720, got {spec.resolution!r}")
+    if not (math.isfinite(spec.keyframe_seconds) and 0.1 <= spec.keyframe_seconds <= 60):
+        raise UsageError(f"keyframe_seconds must be 0.1-60, got {spec.keyframe_seconds}")
     if spec.fps is not None and not 1 <= spec.fps <= 240:
         raise UsageError(f"fps must be 1-240, got {spec.fps}")
     s = spec.settings

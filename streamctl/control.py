@@ -163,7 +163,7 @@ def reset_runtime(paths: Paths, name: str) -> float:
 def stop(paths: Paths, name: str, timeout: float = 30.0) -> str:
     """Stop a running stream gracefully and wait until it is down. Returns what happened, for people."""
     from streamctl.process import ProcessIdentity, stop_foreign
-    from streamctl.recovery import close_lost, orphan_streamed, session_process
+    from streamctl.recovery import close_lost, lost_streamed, orphan_streamed, session_process
 
     validate_name(name)
     store = StateStore(paths)
@@ -197,17 +197,19 @@ def stop(paths: Paths, name: str, timeout: float = 30.0) -> str:
     from streamctl.fileio import locked
 
     with locked(paths.state_lock(name)):
-        st = store.load(name)
-        if st is None or st.session is None:
-            return "not running"
-        s = st.session
-        now = time.time()
-        ran = s.runtime_seconds
-        ident = session_process(s)
-        killed = ident is not None and ident.alive()
-        if killed and ident is not None:
-            ran = orphan_streamed(s, now)
-            stop_foreign(ident, timeout)
-        close_lost(st, now, ran, StopReason.STOPPED)
-        store.save(st, now)
-        return "stopped orphaned ffmpeg" if killed else "not running"
+        if not is_locked(lock):
+            st = store.load(name)
+            if st is None or st.session is None:
+                return "not running"
+            s = st.session
+            now = time.time()
+            ran = lost_streamed(s, now)
+            ident = session_process(s)
+            killed = ident is not None and ident.alive()
+            if killed and ident is not None:
+                ran = orphan_streamed(s, now)
+                stop_foreign(ident, timeout)
+            close_lost(st, now, ran, StopReason.STOPPED)
+            store.save(st, now)
+            return "stopped orphaned ffmpeg" if killed else "not running"
+    return stop(paths, name, timeout)  # a start took the stream meanwhile: stop it the supervised way

@@ -126,16 +126,31 @@ def _crash_midway(paths: Paths, at: float, log: Any) -> None:
 
 
 def run_demo(seconds: float = 30.0, console: Any = True, log: Any = print) -> DemoResult:
-    from streamctl.ffmpeg import find_ffmpeg
-    from streamctl.supervisor import start_stream
+    from streamctl.errors import EnvironmentProblem
+    from streamctl.ffmpeg import find_ffmpeg, find_ffprobe
 
     ffmpeg, _ = find_ffmpeg()
+    if find_ffprobe(ffmpeg) is None:
+        raise EnvironmentProblem("the demo measures what was received with ffprobe, and none was found")
     work = Path(tempfile.mkdtemp(prefix="streamctl-demo-"))
+    try:
+        return _run(ffmpeg, work, seconds, console, log)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(ffmpeg: str, work: Path, seconds: float, console: Any, log: Any) -> DemoResult:
+    from streamctl.errors import EnvironmentProblem
+    from streamctl.supervisor import start_stream
+
     rx: ListenerReceiver | NginxReceiver
-    if receiver.available():
-        rx, kind = NginxReceiver(work / "nginx"), "nginx-rtmp"
-    else:
-        rx, kind = ListenerReceiver(ffmpeg, work / "listener"), "ffmpeg -listen"
+    try:
+        if receiver.available():
+            rx, kind = NginxReceiver(work / "nginx"), "nginx-rtmp"
+        else:
+            rx, kind = ListenerReceiver(ffmpeg, work / "listener"), "ffmpeg -listen"
+    except (OSError, RuntimeError) as e:
+        raise EnvironmentProblem(f"the demo could not start its local receiver: {e}") from None
     log(f"demo: streaming a test pattern for {seconds:g}s to {kind} on {rx.url}; one crash midway")
     paths = Paths(config_file=work / "streamctl.toml", state_dir=work / "state")
     spec = StreamSpec(
@@ -158,8 +173,6 @@ def run_demo(seconds: float = 30.0, console: Any = True, log: Any = print) -> De
         time.sleep(1.0)  # let the receiver finish its last file
     finally:
         rx.stop()
-    result = DemoResult(
+    return DemoResult(
         seconds, rx.durations(), outcome.runtime_seconds, outcome.restarts, outcome.reason.value, kind
     )
-    shutil.rmtree(work, ignore_errors=True)
-    return result

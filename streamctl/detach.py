@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -13,6 +14,8 @@ from streamctl.errors import StreamctlError
 from streamctl.ffmpeg import find_ffmpeg, preflight_input
 from streamctl.paths import Paths
 
+DETACHED = "_STREAMCTL_DETACHED"
+
 
 def start_detached(
     paths: Paths, spec: StreamSpec, ffmpeg: str | None, args: list[str], wait: float = 10.0
@@ -21,11 +24,14 @@ def start_detached(
 
     Everything checkable is checked here first, so bad input fails in this terminal, not in a log.
     """
+    from streamctl.supervisor import prepare_input
+
     found, _ = find_ffmpeg(ffmpeg, spec.settings.ffmpeg)
-    preflight_input(found, spec)
+    preflight_input(found, prepare_input(paths, spec))  # a playlist is checked as the supervisor will run it
     with tempfile.TemporaryFile() as err:
         child = subprocess.Popen(
             [sys.executable, "-m", "streamctl", *args, "-q"],
+            env={**os.environ, DETACHED: "1"},  # the child runs in the foreground of its own session
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=err,

@@ -40,8 +40,8 @@ class BacklogWatch:
 
     def hung(self, bytes_per_second: float) -> tuple[float, int] | None:
         """(seconds, bytes) the queue grew without draining, when that marks a hung ingest."""
-        if len(self._samples) < 2:
-            return None
+        if len(self._samples) < 2 or bytes_per_second <= 0:
+            return None  # without the stream's rate there is no telling a backlog from in-flight data
         (t0, q0), (t1, q1) = self._samples[0], self._samples[-1]
         growth = q1 - q0
         if t1 - t0 >= self.window and growth >= max(self.min_growth, self.growth_seconds * bytes_per_second):

@@ -23,8 +23,10 @@ def url_secrets(url: str) -> list[str]:
     segments = parts.path.split("/")
     if len([s for s in segments if s]) >= 2:  # rtmp://host/app/KEY
         out.append("/".join(segments[2:]))
-    if parts.query:
-        out.append(parts.query)
+    if "?" in url:  # query and fragment: an SRT streamid (#!::r=live/KEY) lands in the fragment
+        out.append(url.split("?", 1)[1])
+    elif parts.fragment:
+        out.append(parts.fragment)
     return [s for s in out if s]
 
 
@@ -43,7 +45,7 @@ def mask_url(url: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
     segments = path.split("/")
     if len([s for s in segments if s]) >= 2:
         path = "/" + segments[1] + "/" + MASK
-    query = MASK if parts.query else ""
+    query = MASK if parts.query or parts.fragment or "?" in url else ""
     return urlunsplit((parts.scheme, netloc, path, query, ""))
 
 

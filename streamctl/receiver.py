@@ -29,8 +29,13 @@ def free_port() -> int:
 
 def probe_duration(path: Path) -> float:
     """Seconds of media in PATH, by ffprobe (0 when it has none)."""
+    import shutil
+
+    ffprobe = shutil.which("ffprobe")
+    if ffprobe is None:
+        return 0.0
     out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+        [ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
         capture_output=True,
         text=True,
         check=False,

@@ -41,6 +41,8 @@ class OpenSession:
     cmd_digest: str | None = None  # salted digest of its argv after argv[0]: part of its identity
     cmd_salt: str = ""
     orphaned_at: float | None = None  # when a sweep found it streaming without its supervisor
+    started_mono: float | None = None  # CLOCK_MONOTONIC at launch: ages that wall-clock steps do not move
+    boot_id: str | None = None  # ...valid only within the same boot
 
 
 @dataclass

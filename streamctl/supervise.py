@@ -92,6 +92,12 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("streamctl: error: interrupted\n")
         sys.exit(130)
+    except Exception as e:  # a bug: still one line for the user; the details in the stream's log
+        import logging
+
+        logging.getLogger("streamctl").exception("supervisor crashed")
+        sys.stderr.write(f"streamctl: error: internal error: {type(e).__name__}: {e}\n")
+        sys.exit(1)
     sys.exit(0 if outcome.ok else 1)
 
 

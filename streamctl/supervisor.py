@@ -31,7 +31,7 @@ from streamctl.masking import masked_argv
 from streamctl.paths import Paths
 from streamctl.policy import RestartPolicy
 from streamctl.process import Child, FfmpegProcess, ProcessIdentity, cmd_digest, stop_foreign
-from streamctl.recovery import close_lost, orphan_streamed, session_process
+from streamctl.recovery import boot_id, close_lost, lost_streamed, orphan_streamed, session_process
 from streamctl.state import OpenSession, StateStore, StreamState, iso
 from streamctl.states import Status, StopReason
 
@@ -164,16 +164,16 @@ class Supervisor:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.request_stop(StopReason.STOPPED, f"signal {signal.Signals(signum).name}")
 
-    def _on_timer(self) -> None:
+    def _on_timer(self, proc: Child) -> None:
         # The backup layer acts on its own: it stops ffmpeg even if the main loop were stuck. It ends the
         # session, not the stream: if media lagged wall time, the loop restarts with what is left.
         self.log.warning(
             "stream %s: backup timer fired, the session is past its time; stopping ffmpeg", self.name
         )
+        if proc is not self._proc:
+            return  # a late callback for a session that already ended
         self._overran = True
-        proc = self._proc
-        if proc is not None:
-            proc.stop(self.spec.settings.grace)
+        proc.stop(self.spec.settings.grace)
 
     def _on_progress_line(self, line: str) -> None:
         block = self._parser.feed(line)
@@ -210,6 +210,10 @@ class Supervisor:
         """Write our view to the state file under its lock; moves status when NEW is given."""
         now, mono = self.wall(), self.clock()
         with self.store.update(self.name, now) as st:
+            if st.status != self.status.value:
+                # We hold the run lock: this stream's status is ours. Another process wrote over it.
+                self.log.warning("stream %s: state said %s; restoring %s", self.name, st.status, self.status)
+                st.status = self.status.value
             if new is not None:
                 if new != self.status:
                     self.log.debug("stream %s: %s -> %s", self.name, self.status.value, new.value)
@@ -280,7 +284,7 @@ class Supervisor:
     def _recover(self, st: StreamState, now: float) -> None:
         """Clean up after a supervisor that died: its ffmpeg, its open session, its status (resume)."""
         s = st.session
-        ran = s.runtime_seconds if s is not None else 0.0
+        ran = lost_streamed(s, now, self.checkpoint_interval) if s is not None else 0.0
         ident = session_process(s)
         if s is not None and ident is not None and ident.alive():
             self.log.warning(
@@ -414,13 +418,15 @@ class Supervisor:
             ffmpeg_cmd=shown,
             cmd_digest=cmd_digest(argv[1:], salt),
             cmd_salt=salt,
+            started_mono=time.monotonic(),
+            boot_id=boot_id(),
         )
         self._commit(Status.STARTING)
         cmd = " ".join(shown)
         self.log.info(
             "stream %s: ffmpeg pid %d launched with -t %.3f: %s", self.name, proc.pid, remaining, cmd
         )
-        timer = self.timer_factory(remaining + TIMER_MARGIN, self._on_timer)
+        timer = self.timer_factory(remaining + TIMER_MARGIN, lambda: self._on_timer(proc))
         timer.start()
         self.log.info(
             "stream %s: backup timer scheduled for %s (in %s)",
@@ -434,7 +440,9 @@ class Supervisor:
             timer.cancel()
         proc.close()  # joins the readers, so _eof_at is final
         with self._lock:
-            ran = self.ledger.close(self._eof_at if self._eof_at is not None else self.clock())
+            had_progress = self.ledger.meter is not None and self.ledger.meter.has_progress
+            end_at = self._eof_at if self._eof_at is not None else self.clock()
+            ran = self.ledger.close(end_at, ok=end == End.FINISHED)
         self._proc = None
         ended = self.wall()
         session, self._session = self._session, None
@@ -458,7 +466,8 @@ class Supervisor:
             format_duration(self.ledger.committed),
             format_duration(self.budget),
         )
-        return end, rc, ran
+        # A session that never got going (no progress at all) must not look stable to the restart policy.
+        return end, rc, ran if had_progress or end == End.FINISHED else 0.0
 
     def _watch(self, proc: Child, t_arg: float) -> tuple[End, int]:
         """Wait for PROC to end; meanwhile the watchdog: go live, checkpoint, enforce budget and liveness."""
@@ -500,7 +509,8 @@ class Supervisor:
                 return End.OVERRAN, proc.stop(grace)
             with self._lock:
                 sent, media = self._progress.get("total_size"), self._progress.get("out_time")
-            backlog.sample(now, self.probe_backlog(proc.pid))
+            # with several destinations the queues of all connections add up: the rule is for one ingest
+            backlog.sample(now, None if self.spec.also else self.probe_backlog(proc.pid))
             jam = backlog.hung(sent / media if sent and media else 0.0)
             if jam is not None:
                 self.log.warning(

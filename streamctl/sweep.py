@@ -18,7 +18,7 @@ from streamctl.errors import StreamctlError
 from streamctl.fileio import is_locked, locked
 from streamctl.paths import Paths
 from streamctl.process import ProcessIdentity, stop_foreign
-from streamctl.recovery import close_lost, orphan_streamed, session_process
+from streamctl.recovery import close_lost, lost_streamed, orphan_streamed, session_age, session_process
 from streamctl.state import StateStore, StreamState
 from streamctl.states import StopReason
 
@@ -35,9 +35,16 @@ class Action:
         return asdict(self)
 
 
-def _time_up(st: StreamState, streamed_total: float, now: float, grace: float = 0.0) -> bool:
-    """Is this stream's time up by more than GRACE: its budget streamed, or its deadline passed?"""
-    if st.budget_seconds is not None and streamed_total > st.budget_seconds - SLACK + grace:
+def _spent(st: StreamState, streamed_total: float, now: float) -> bool:
+    """Is this stream's time up: (nearly) all its budget streamed, or its deadline passed?"""
+    if st.budget_seconds is not None and streamed_total >= st.budget_seconds - SLACK:
+        return True
+    return st.until is not None and now >= st.until
+
+
+def _overran(st: StreamState, streamed_total: float, now: float, grace: float) -> bool:
+    """Has a supervised stream run past its budget or deadline by more than GRACE?"""
+    if st.budget_seconds is not None and streamed_total > st.budget_seconds + grace:
         return True
     return st.until is not None and now > st.until + grace
 
@@ -55,7 +62,7 @@ def sweep_one(paths: Paths, store: StateStore, name: str, grace: float, now: flo
         supervised = is_locked(paths.run_lock(name))
         if not supervised and s is not None and ffmpeg_alive:
             ran = orphan_streamed(s, now)
-            if _time_up(st, st.runtime_seconds + ran, now):
+            if _spent(st, st.runtime_seconds + ran, now):
                 stop_foreign(ident, grace)  # type: ignore[arg-type]  # ffmpeg_alive implies ident
                 close_lost(st, now, ran, StopReason.SWEPT)
                 action = Action(name, "stopped_orphan", f"pid {s.ffmpeg_pid}, time up; {ran:.1f}s credited")
@@ -68,15 +75,15 @@ def sweep_one(paths: Paths, store: StateStore, name: str, grace: float, now: flo
                         name, "adopted_orphan", f"pid {s.ffmpeg_pid} streams without a supervisor"
                     )
         elif not supervised and (s is not None or st.status_enum.running):
-            close_lost(st, now, s.runtime_seconds if s is not None else 0.0, StopReason.SUPERVISOR_LOST)
+            close_lost(st, now, lost_streamed(s, now) if s is not None else 0.0, StopReason.SUPERVISOR_LOST)
             action = Action(name, "marked_lost", "status said running but nothing runs")
         elif (
             supervised
             and s is not None
             and ffmpeg_alive
             and not st.stop_request
-            # Wall time since launch: a hung ffmpeg advances no media, but its time runs all the same.
-            and _time_up(st, st.runtime_seconds + (now - s.started_at), now, grace)
+            # Time since launch: a hung ffmpeg advances no media, but its time runs all the same.
+            and _overran(st, st.runtime_seconds + session_age(s, now), now, grace)
         ):
             st.stop_request = StopReason.SWEPT.value
             kill = ident
@@ -90,6 +97,12 @@ def sweep_one(paths: Paths, store: StateStore, name: str, grace: float, now: flo
 
 
 def sweep(paths: Paths, grace: float = 5.0, now: float | None = None) -> list[Action]:
+    import math
+
+    from streamctl.errors import UsageError
+
+    if not (math.isfinite(grace) and 0 <= grace <= 3600):
+        raise UsageError(f"--grace must be 0-3600 seconds, got {grace}")
     store = StateStore(paths)
     actions = []
     for name in store.names():

@@ -48,6 +48,11 @@ def media(tmp_path: Path) -> Path:  # existence is all these tests need
         (["start", "s", "--input", "{m}", "--url", "rtmp://h/live", "--until", "someday"], 2, "not a date"),
         (["logs", "nosuch"], 3, "no log"),
         (["start", "s", "--input", "{m}", "--url", "rtmp://h/live", "--hours", "1"], 2, "is not media"),
+        (["sweep", "--grace", "-10"], 2, "--grace must be"),
+        (["sweep", "--grace", "nan"], 2, "--grace must be"),
+        (["stop", "x", "--timeout", "nan"], 2, "--timeout"),
+        (["demo", "--seconds", "1"], 2, "at least 6"),
+        (["start", "s", "--input", "{m}", "--url", "rtmp://h/live", "--also", "rtmp://h/a|b", "--hours", "1"], 2, "without '|'"),
     ],
 )  # fmt: skip
 def test_bad_input(home: Path, media: Path, args: list[str], code: int, message: str) -> None:

@@ -195,10 +195,12 @@ def test_killed_supervisor_takes_its_ffmpeg_along(home: Path, media: Path, no_le
     r = cli(*start_args("pdeath", media, no_leftovers, "10s"))
     assert r.returncode == 0, r.stderr
     st = read_state(home, "pdeath")
-    assert st["sessions"][0]["runtime_seconds"] == pytest.approx(checkpoint)
-    assert st["sessions"][1]["t_arg"] == pytest.approx(10.0 - checkpoint, abs=0.01)  # resumed with the rest
+    first = st["sessions"][0]["runtime_seconds"]
+    # it died within one checkpoint interval (5 s) after the last checkpoint: credited as if it ran it all
+    assert checkpoint <= first <= checkpoint + 5.0 + 1.0 + 0.01
+    assert st["sessions"][1]["t_arg"] == pytest.approx(10.0 - first, abs=0.01)  # resumed with the rest
     recorded = sum(no_leftovers.durations("pdeath-key"))
-    assert 10.0 - 0.5 <= recorded <= 10.0 + 5.0 + 0.5  # at most one checkpoint interval uncounted
+    assert 10.0 - 6.5 <= recorded <= 10.0 + 0.5  # never over the budget; under by what was not seen
 
 
 def test_restart_after_supervisor_kill_stops_the_orphan_first(

@@ -61,7 +61,8 @@ def test_parse_duration_never_crashes(text: str) -> None:
 
 def test_meter_counts_media_time_and_extrapolates_at_most_one_second() -> None:
     m = SessionMeter(launched_at=100.0)
-    assert m.streamed(100.3) == pytest.approx(0.3)  # no progress yet: wall time, never zero
+    assert m.streamed(100.3) == 0.0  # no progress yet: a hanging handshake streams nothing...
+    assert m.streamed(100.3, ended_ok=True) == pytest.approx(0.3)  # ...unless ffmpeg then ended normally
     m.on_progress(100.35, 0.0)
     m.on_progress(101.0, 0.6)
     assert m.streamed(101.2) == pytest.approx(0.8)
@@ -159,3 +160,13 @@ def test_backlog_watch_flags_a_queue_that_only_grows() -> None:
     # unknown (no socket yet) resets
     w.sample(11.0, None)
     assert w.hung(rate) is None
+
+
+def test_srt_and_query_keys_are_secret() -> None:
+    from streamctl.masking import mask_text, mask_url, url_secrets
+
+    srt = "srt://ingest.example:9000?streamid=#!::r=live/SRTKEY,m=publish"
+    secrets = url_secrets(srt)
+    assert "SRTKEY" not in mask_text(f"{srt}: Connection timed out", secrets)
+    assert "SRTKEY" not in mask_url(srt)
+    assert "TOKEN" not in mask_url("rtmps://h/app?token=TOKEN")

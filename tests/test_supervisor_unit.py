@@ -185,3 +185,21 @@ def test_media_lagging_wall_time_restarts_with_the_rest(tmp_path: Path) -> None:
         FakeFfmpeg.poll = orig  # type: ignore[method-assign]
     assert (out.reason, out.sessions) == (StopReason.DURATION_REACHED, 2)
     assert out.runtime_seconds == pytest.approx(3600, abs=1.0)
+
+
+def test_a_hanging_handshake_does_not_use_up_the_budget(tmp_path: Path) -> None:
+    """No progress block ever (the RTMP handshake hangs): nothing is counted, and such a session never
+    counts as a stable run that resets the failure count, however long stall_timeout is."""
+    sup, _clock, spawned, _, _ = make(tmp_path, 3600, [], retries=3, restart_delay=1.0, stall_timeout=90.0)
+
+    def silent(self: FakeFfmpeg) -> int | None:
+        return None if not self.stopped else 255  # never a progress line; only our stop ends it
+
+    orig = FakeFfmpeg.poll
+    FakeFfmpeg.poll = silent  # type: ignore[method-assign]
+    try:
+        out = sup.run()
+    finally:
+        FakeFfmpeg.poll = orig  # type: ignore[method-assign]
+    assert (out.reason, len(spawned)) == (StopReason.RETRIES_EXHAUSTED, 4)
+    assert out.runtime_seconds == 0.0

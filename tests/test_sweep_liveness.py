@@ -60,9 +60,11 @@ def test_sweep_corrects_a_stale_live_status(home: Path, media: Path, no_leftover
     assert r.stdout.startswith("stale: marked_lost")
     st = read_state(home, "stale")
     assert (st["status"], st["stop_reason"]) == ("offline", "supervisor_lost")
-    assert st["runtime_seconds"] == pytest.approx(checkpoint)  # counted once
+    # the checkpoint, plus what it may have streamed until it died (at most one interval): never under-counted
+    counted = st["runtime_seconds"]
+    assert checkpoint <= counted <= checkpoint + 6.0 + 0.01
     assert cli("sweep").stdout == ""
-    assert read_state(home, "stale")["runtime_seconds"] == pytest.approx(checkpoint)
+    assert read_state(home, "stale")["runtime_seconds"] == counted  # counted once
 
 
 @needs_media
@@ -202,11 +204,10 @@ def test_two_sweeps_at_once_count_everything_once(home: Path) -> None:
     assert acted == [f"s{i:02d}" for i in range(50)]  # each stream handled by exactly one sweep
     for i in range(50):
         st = read_state(home, f"s{i:02d}")
-        assert (st["status"], st["stop_reason"], st["runtime_seconds"]) == (
-            "offline",
-            "supervisor_lost",
-            15.0,
-        )
+        assert (st["status"], st["stop_reason"]) == ("offline", "supervisor_lost")
+        assert (
+            15.0 <= st["runtime_seconds"] < 15.0 + 6.0
+        )  # 10 committed + 5 checkpointed (+ time since), once
 
 
 @needs_media
