@@ -387,18 +387,23 @@ def bench_scale(work: Path, media: Path, budget: float = 20.0) -> None:
             procs = [subprocess.Popen([PY, "-m", "streamctl", "start", f"n{n}s{i}", "-q", "--input", str(media),
                                        "--url", rtmp.url, "--key", f"n{n}s{i}", "--duration", f"{budget:g}s"],
                                       env=env) for i in range(n)]  # fmt: skip
-            time.sleep(3)
+            for i in range(n):  # all live: start-up (preflight ffprobe, connect) is not the steady state
+                wait_state(home, f"n{n}s{i}", lambda st: st["status"] == "live", timeout=60)
             tree = [psutil.Process(p.pid) for p in procs]
             tree += [c for p in tree for c in p.children(recursive=True)]
-            c0 = sum(sum(p.cpu_times()[:2]) for p in tree)
+
+            def total(get: Callable[[psutil.Process], float]) -> float:
+                out = 0.0
+                for p in tree:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        out += get(p)
+                return out
+
+            c0 = total(lambda p: sum(p.cpu_times()[:2]))
             t0 = time.monotonic()
-            rss = sum(p.memory_info().rss for p in tree)
-            time.sleep(budget - 6)
-            c1 = 0.0
-            for p in tree:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    c1 += sum(p.cpu_times()[:2])
-            cpu = 100 * (c1 - c0) / (time.monotonic() - t0)
+            rss = total(lambda p: p.memory_info().rss)
+            time.sleep(budget - 8)
+            cpu = 100 * (total(lambda p: sum(p.cpu_times()[:2])) - c0) / (time.monotonic() - t0)
             codes = [p.wait() for p in procs]
             time.sleep(1.1)
             errs = [sum(rtmp.durations(f"n{n}s{i}")) - budget for i in range(n)]
