@@ -392,7 +392,7 @@ def bench_scale(work: Path, media: Path, budget: float = 20.0) -> None:
             tree = [psutil.Process(p.pid) for p in procs]
             tree += [c for p in tree for c in p.children(recursive=True)]
 
-            def total(get: Callable[[psutil.Process], float]) -> float:
+            def total(get: Callable[[psutil.Process], float], tree: list[psutil.Process] = tree) -> float:
                 out = 0.0
                 for p in tree:
                     with contextlib.suppress(psutil.NoSuchProcess):
