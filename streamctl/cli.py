@@ -106,7 +106,7 @@ def add(
 
 @app.command("list")
 def list_(as_json: Json = False) -> None:
-    """List configured streams (keys are never shown)."""
+    """List configured streams (keys are never shown).  Example: streamctl list --json"""
     from streamctl.config import load_config
     from streamctl.durations import format_duration
     from streamctl.masking import mask_url
@@ -137,7 +137,7 @@ def list_(as_json: Json = False) -> None:
 
 @app.command()
 def remove(name: Name) -> None:
-    """Remove a stream from the config (its state and logs stay)."""
+    """Remove a stream from the config (its state and logs stay).  Example: streamctl remove morning"""
     from streamctl.config import remove_stream
 
     remove_stream(_paths(), name)
@@ -222,7 +222,10 @@ def stop(
     all_: Annotated[bool, typer.Option("--all", help="Stop every running stream.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for it to be down.")] = 30.0,
 ) -> None:
-    """Stop a running stream gracefully and wait until it is down (recorded as `stopped`)."""
+    """Stop a running stream gracefully and wait until it is down (recorded as `stopped`).
+
+    Examples: streamctl stop morning ; streamctl stop --all
+    """
     from streamctl import control
 
     paths = _paths()
@@ -288,7 +291,7 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
     lines: Annotated[int, typer.Option("--lines", "-n", help="How many last lines to print.")] = 50,
 ) -> None:
-    """Print (or follow) a stream's log."""
+    """Print (or follow) a stream's log.  Example: streamctl logs morning -f"""
     import time
 
     from streamctl.errors import NotFound
@@ -313,7 +316,10 @@ def sweep(
     as_json: Json = False,
     grace: Annotated[float, typer.Option(help="Seconds between SIGTERM and SIGKILL.")] = 5.0,
 ) -> None:
-    """Stop whatever overran its time, even with its supervisor dead. For cron: * * * * * streamctl sweep"""
+    """Stop whatever overran its time, even with its supervisor dead.
+
+    Example, from cron every minute: * * * * * streamctl sweep
+    """
     from streamctl.sweep import sweep as do_sweep
 
     actions = do_sweep(_paths(), grace=grace)
@@ -326,7 +332,10 @@ def sweep(
 
 @app.command()
 def runtime(name: Name, as_json: Json = False) -> None:
-    """Total streamed time, the current session's, what remains and the expected end."""
+    """Total streamed time, the current session's, what remains and the expected end.
+
+    Example: streamctl runtime morning --json
+    """
     from streamctl import control
     from streamctl.durations import format_duration
 
@@ -357,7 +366,10 @@ def runtime(name: Name, as_json: Json = False) -> None:
 
 @app.command("reset-runtime")
 def reset_runtime(name: Name) -> None:
-    """Set a stopped stream's cumulative runtime to zero, so it can stream its whole budget again."""
+    """Set a stopped stream's cumulative runtime to zero, so it can stream its whole budget again.
+
+    Example: streamctl reset-runtime morning
+    """
     from streamctl import control
     from streamctl.durations import format_duration
 

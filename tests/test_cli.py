@@ -216,3 +216,12 @@ def test_corrupt_state_is_named_kept_and_never_reset(home: Path) -> None:
         assert str(state / "bad.json") in r.stderr and "corrupt" in r.stderr and r.stderr.count("\n") == 1
     assert (state / "bad.json").read_text().endswith('"runtime_seconds": 3')  # untouched
     assert (state / "bad.json.corrupt").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["add", "list", "remove", "start", "stop", "status", "runtime", "reset-runtime", "sweep", "logs", "doctor", "demo"],
+)
+def test_every_help_has_an_example(command: str) -> None:
+    r = cli(command, "--help")
+    assert r.returncode == 0 and "Example" in r.stdout and "streamctl " in r.stdout
