@@ -86,8 +86,8 @@ def wait_for(pred: Any, timeout: float = 20.0, every: float = 0.05) -> Any:
     while time.monotonic() < deadline:
         try:
             v = pred()
-        except (FileNotFoundError, json.JSONDecodeError, KeyError):
-            v = None
+        except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
+            v = None  # not there yet: no file, a file being replaced, or no session in it yet
         if v:
             return v
         time.sleep(every)
