@@ -322,6 +322,8 @@ class Throttle:
                 client, _ = self.server.accept()
             except TimeoutError:
                 continue
+            except OSError:
+                return  # closed by close()
             up = socket.create_connection(("127.0.0.1", self.upstream))
             threading.Thread(target=self._pipe, args=(client, up, True), daemon=True).start()
             threading.Thread(target=self._pipe, args=(up, client, False), daemon=True).start()
