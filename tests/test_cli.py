@@ -220,7 +220,20 @@ def test_corrupt_state_is_named_kept_and_never_reset(home: Path) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    ["add", "list", "remove", "start", "stop", "status", "runtime", "reset-runtime", "sweep", "logs", "doctor", "demo"],
+    [
+        "add",
+        "list",
+        "remove",
+        "start",
+        "stop",
+        "status",
+        "runtime",
+        "reset-runtime",
+        "sweep",
+        "logs",
+        "doctor",
+        "demo",
+    ],
 )
 def test_every_help_has_an_example(command: str) -> None:
     r = cli(command, "--help")
