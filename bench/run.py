@@ -190,12 +190,16 @@ def bench_delivered(work: Path, media: Path, repeats: int, budget: float = 30.0)
         record("delivered", f"{kind}, {crashes} crashes: error vs {budget:g} s budget", s, fmt(s, "s"))
 
 
+def section(work: Path, name: str) -> tuple[NginxRtmp, Path, dict[str, str]]:
+    """A section's own receiver and STREAMCTL_HOME, so sections never see each other's streams."""
+    home = work / f"home-{name}"
+    return NginxRtmp.start_in(work / f"nginx-{name}"), home, {**os.environ, "STREAMCTL_HOME": str(home)}
+
+
 # ---- 2. stop latency when ffmpeg hangs at the deadline ----------------------------------------------
 def bench_stop(work: Path, media: Path, repeats: int) -> None:
     print("2. stop latency, ffmpeg frozen near the deadline", flush=True)
-    rtmp = NginxRtmp.start_in(work / "nginx-stop")
-    home = work / "home-stop"
-    env = {**os.environ, "STREAMCTL_HOME": str(home)}
+    rtmp, home, env = section(work, "stop")
     lat = []
     try:
         for rep in range(repeats):
@@ -234,9 +238,7 @@ def wait_state(
 # ---- 3. restart latency -----------------------------------------------------------------------------
 def bench_restart(work: Path, media: Path, repeats: int) -> None:
     print("3. restart latency", flush=True)
-    rtmp = NginxRtmp.start_in(work / "nginx-restart")
-    home = work / "home-restart"
-    env = {**os.environ, "STREAMCTL_HOME": str(home)}
+    rtmp, home, env = section(work, "restart")
     lat = []
     delay = 1.0
     home.mkdir(parents=True, exist_ok=True)
@@ -287,8 +289,7 @@ def sample(proc: psutil.Process, seconds: float) -> tuple[float, float]:
 
 def bench_overhead(work: Path, media: Path, seconds: float) -> None:
     print(f"4. supervisor overhead over {seconds:g} s of a copy-mode stream", flush=True)
-    rtmp = NginxRtmp.start_in(work / "nginx-overhead")
-    home = work / "home-overhead"
+    rtmp, _, env = section(work, "overhead")
     conf = work / "supervisord.conf"
     argv = ffmpeg_argv(media, f"{rtmp.url}/supd", None)
     conf.write_text(f"""[supervisord]
@@ -303,7 +304,7 @@ stopasgroup=true
     try:
         sup = subprocess.Popen([PY, "-m", "streamctl", "start", "own", "-q", "--input", str(media), "--url",
                                 rtmp.url, "--key", "own", "--duration", f"{seconds + 30:g}s"],
-                               env={**os.environ, "STREAMCTL_HOME": str(home)})  # fmt: skip
+                               env=env)  # fmt: skip
         supd = subprocess.Popen([supervisord_python(), "-m", "supervisor.supervisord", "-c", str(conf)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         time.sleep(3)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from streamctl import __version__
-from streamctl.errors import EXIT_USAGE, StreamctlError, UsageError
+from streamctl.errors import EXIT_USAGE, StreamctlError, UsageError, error_line
 
 app = typer.Typer(
     name="streamctl",
@@ -397,11 +397,10 @@ def demo(
     typer.echo(
         f"counted:   {result.counted:.2f} s by streamctl, {result.restarts} restart(s), stop: {result.reason}"
     )
-    held = abs(result.error) <= 1.0 and result.reason == "duration_reached"
     typer.echo(
-        f"{'the budget held' if held else 'the budget did NOT hold'}: {result.error:+.2f} s against it"
+        f"{'the budget held' if result.held else 'the budget did NOT hold'}: {result.error:+.2f} s against it"
     )
-    if not held:
+    if not result.held:
         raise typer.Exit(1)
 
 
@@ -435,7 +434,7 @@ def doctor(
 
 
 def _fail(message: str, code: int) -> None:
-    sys.stderr.write(f"streamctl: error: {' '.join(message.split())}\n")
+    sys.stderr.write(error_line(message))
     sys.exit(code)
 
 

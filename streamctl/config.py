@@ -71,6 +71,13 @@ class StreamSpec:
         return out
 
 
+def require_limit(spec: StreamSpec) -> StreamSpec:
+    """A stream needs a budget or a deadline to be started: streamctl never streams without an end."""
+    if spec.budget_seconds is None and spec.until is None:
+        raise UsageError(f"stream {spec.name!r} has no budget: give --hours, --duration or --until")
+    return spec
+
+
 def validate_spec(spec: StreamSpec) -> StreamSpec:
     """Raise UsageError for anything ffmpeg would only trip over later."""
     validate_name(spec.name)
@@ -218,6 +225,13 @@ class Config:
             return _settings(self.data.get("defaults", {}), Settings(), "defaults")
         except (TypeError, ValueError) as e:
             raise UsageError(f"{self.path}: [defaults]: {e}") from None
+
+    def budget(self, name: str) -> float | None:
+        """NAME's budget in seconds, without building (and reading the secrets of) its whole spec."""
+        try:
+            return _budget(self.streams[name], f"streams.{name}")
+        except (TypeError, ValueError) as e:
+            raise UsageError(f"{self.path}: [streams.{name}]: {e}") from None
 
     def spec(self, name: str) -> StreamSpec:
         table = self.streams.get(name)

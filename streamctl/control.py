@@ -61,11 +61,7 @@ class View:
         runtime = st.total_runtime(now if live else None)
         remaining = st.remaining(now) if live else st.remaining(None if st.until is None else now)
         session = st.session
-        session_runtime = None
-        if session is not None and live:
-            session_runtime = session.runtime_seconds
-            if st.status == Status.LIVE and session.checkpoint_at is not None:
-                session_runtime += max(0.0, now - session.checkpoint_at)
+        session_runtime = st.session_runtime(now) if live else None
         return {
             "name": self.name,
             "status": self.status.value,
@@ -92,11 +88,12 @@ class View:
 
 
 def _budget_from_config(paths: Paths) -> dict[str, float | None]:
+    """Each configured stream's budget, and only that: no key file is read to show a status."""
     config = load_config(paths)
     out: dict[str, float | None] = {}
     for name in config.streams:
         try:
-            out[name] = config.spec(name).budget_seconds
+            out[name] = config.budget(name)
         except StreamctlError:
             out[name] = None
     return out
@@ -162,8 +159,8 @@ def reset_runtime(paths: Paths, name: str) -> float:
 
 def stop(paths: Paths, name: str, timeout: float = 30.0) -> str:
     """Stop a running stream gracefully and wait until it is down. Returns what happened, for people."""
-    from streamctl.process import ProcessIdentity, stop_foreign
-    from streamctl.recovery import close_lost, lost_streamed, orphan_streamed, session_process
+    from streamctl.process import ProcessIdentity
+    from streamctl.recovery import settle
 
     validate_name(name)
     store = StateStore(paths)
@@ -201,15 +198,8 @@ def stop(paths: Paths, name: str, timeout: float = 30.0) -> str:
             st = store.load(name)
             if st is None or st.session is None:
                 return "not running"
-            s = st.session
             now = time.time()
-            ran = lost_streamed(s, now)
-            ident = session_process(s)
-            killed = ident is not None and ident.alive()
-            if killed and ident is not None:
-                ran = orphan_streamed(s, now)
-                stop_foreign(ident, timeout)
-            close_lost(st, now, ran, StopReason.STOPPED)
+            _, stopped = settle(st, now, StopReason.STOPPED, timeout)
             store.save(st, now)
-            return "stopped orphaned ffmpeg" if killed else "not running"
+            return "stopped orphaned ffmpeg" if stopped is not None else "not running"
     return stop(paths, name, timeout)  # a start took the stream meanwhile: stop it the supervised way

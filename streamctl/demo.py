@@ -105,6 +105,11 @@ class DemoResult:
     def error(self) -> float:
         return sum(self.recorded) - self.budget
 
+    @property
+    def held(self) -> bool:
+        """The budget held: it ended by its budget, and the receiver got it to within a second."""
+        return abs(self.error) <= 1.0 and self.reason == "duration_reached"
+
 
 def _crash_midway(paths: Paths, at: float, log: Any) -> None:
     """SIGSEGV the live ffmpeg once the stream has run AT seconds: a real crash, not a simulation."""

@@ -10,7 +10,7 @@ import tempfile
 import time
 
 from streamctl.config import StreamSpec
-from streamctl.errors import StreamctlError
+from streamctl.errors import ERROR_PREFIX, StreamctlError
 from streamctl.ffmpeg import find_ffmpeg, preflight_input
 from streamctl.paths import Paths
 
@@ -43,7 +43,7 @@ def start_detached(
             rc = child.poll()
             if rc is not None:  # it ended at once: already running, budget spent, ...
                 err.seek(0)
-                message = err.read().decode(errors="replace").strip().removeprefix("streamctl: error: ")
+                message = err.read().decode(errors="replace").strip().removeprefix(ERROR_PREFIX)
                 e = StreamctlError(message or f"the supervisor exited with {rc}")
                 e.exit_code = rc
                 raise e

@@ -13,6 +13,14 @@ EXIT_FILES = 6  # a state or config file cannot be read or written
 EXIT_ENVIRONMENT = 7  # ffmpeg missing or unusable
 
 
+ERROR_PREFIX = "streamctl: error: "
+
+
+def error_line(message: str) -> str:
+    """MESSAGE as the one line every command prints on stderr for an error."""
+    return ERROR_PREFIX + " ".join(message.split()) + "\n"
+
+
 class StreamctlError(Exception):
     """Base of every error the CLI reports as one line on stderr."""
 

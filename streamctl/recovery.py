@@ -36,25 +36,50 @@ def session_age(s: OpenSession, now: float) -> float:
     return max(0.0, now - s.started_at)
 
 
+def _credit(s: OpenSession, now: float, cap: float | None) -> float:
+    """The checkpointed runtime plus the time since the checkpoint (at most CAP), never past its -t."""
+    since = s.checkpoint_at if s.checkpoint_at is not None else s.started_at
+    after = max(0.0, now - since)
+    return min(s.t_arg, s.runtime_seconds + (after if cap is None else min(after, cap)))
+
+
 def lost_streamed(s: OpenSession, now: float, checkpoint_interval: float = 5.0) -> float:
     """What a session whose ffmpeg is already gone streamed, counted so the budget is never exceeded.
 
     Its ffmpeg died with its supervisor (parent-death signal), at most one checkpoint interval after the
     last checkpoint; an orphan adopted by `sweep` may have run on until its -t.
     """
-    since = s.checkpoint_at if s.checkpoint_at is not None else s.started_at
-    after = max(0.0, now - since)
-    if s.orphaned_at is None:
-        from streamctl.accounting import EXTRAPOLATE_MAX
+    from streamctl.accounting import EXTRAPOLATE_MAX
 
-        after = min(after, checkpoint_interval + EXTRAPOLATE_MAX)
-    return min(s.t_arg, s.runtime_seconds + after)
+    return _credit(s, now, None if s.orphaned_at is not None else checkpoint_interval + EXTRAPOLATE_MAX)
 
 
 def orphan_streamed(s: OpenSession, now: float) -> float:
     """What an orphaned session has streamed by NOW: its checkpoint plus the time since, at most its -t."""
-    since = s.checkpoint_at if s.checkpoint_at is not None else s.started_at
-    return min(s.t_arg, s.runtime_seconds + max(0.0, now - since))
+    return _credit(s, now, None)
+
+
+def settle(
+    st: StreamState, now: float, reason: StopReason, grace: float, checkpoint_interval: float = 5.0
+) -> tuple[float, int | None]:
+    """Close the session of a supervisor that is gone, for `start` (resume), `stop` and `sweep`.
+
+    A recorded ffmpeg still alive is credited up to now and stopped; one already gone is credited as
+    `lost_streamed` says. Returns (seconds credited, pid of the ffmpeg stopped or None).
+    """
+    from streamctl.process import stop_foreign
+
+    s = st.session
+    ran, stopped = 0.0, None
+    if s is not None:
+        ident = session_process(s)
+        if ident is not None and ident.alive():
+            ran, stopped = orphan_streamed(s, now), ident.pid
+            stop_foreign(ident, grace)
+        else:
+            ran = lost_streamed(s, now, checkpoint_interval)
+    close_lost(st, now, ran, reason)
+    return ran, stopped
 
 
 def close_lost(st: StreamState, now: float, ran: float, reason: StopReason) -> None:

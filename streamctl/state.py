@@ -108,15 +108,19 @@ class StreamState:
         del self.sessions[:-KEEP_SESSIONS]
         self.session = None
 
-    def total_runtime(self, now: float | None = None) -> float:
-        """Committed runtime plus the open session's checkpoint (extrapolated to NOW when live)."""
-        total = self.runtime_seconds
+    def session_runtime(self, now: float | None = None) -> float | None:
+        """The open session's checkpointed runtime (extrapolated to NOW when live); None without one."""
         s = self.session
-        if s is not None:
-            total += s.runtime_seconds
-            if now is not None and self.status == Status.LIVE and s.checkpoint_at is not None:
-                total += max(0.0, now - s.checkpoint_at)
-        return total
+        if s is None:
+            return None
+        ran = s.runtime_seconds
+        if now is not None and self.status == Status.LIVE and s.checkpoint_at is not None:
+            ran += max(0.0, now - s.checkpoint_at)
+        return ran
+
+    def total_runtime(self, now: float | None = None) -> float:
+        """Committed runtime plus the open session's (see session_runtime)."""
+        return self.runtime_seconds + (self.session_runtime(now) or 0.0)
 
     def budget_left(self, now: float | None = None) -> float | None:
         if self.budget_seconds is None:

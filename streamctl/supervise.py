@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from streamctl.config import Settings, StreamSpec
-from streamctl.errors import StreamctlError
+from streamctl.errors import StreamctlError, error_line
 from streamctl.paths import Paths
 
 
@@ -87,16 +87,16 @@ def main() -> None:
         else:
             outcome = _with_progress_bar(paths, spec, ffmpeg)
     except StreamctlError as e:
-        sys.stderr.write(f"streamctl: error: {' '.join(str(e).split())}\n")
+        sys.stderr.write(error_line(str(e)))
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        sys.stderr.write("streamctl: error: interrupted\n")
+        sys.stderr.write(error_line("interrupted"))
         sys.exit(130)
     except Exception as e:  # a bug: still one line for the user; the details in the stream's log
         import logging
 
         logging.getLogger("streamctl").exception("supervisor crashed")
-        sys.stderr.write(f"streamctl: error: internal error: {type(e).__name__}: {e}\n")
+        sys.stderr.write(error_line(f"internal error: {type(e).__name__}: {e}"))
         sys.exit(1)
     sys.exit(0 if outcome.ok else 1)
 

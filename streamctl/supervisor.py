@@ -21,17 +21,17 @@ from types import FrameType
 from typing import Any
 
 from streamctl.accounting import Ledger
-from streamctl.config import StreamSpec
+from streamctl.config import StreamSpec, require_limit
 from streamctl.durations import format_duration
-from streamctl.errors import BudgetSpent, UsageError
+from streamctl.errors import BudgetSpent
 from streamctl.ffmpeg import ProgressParser, build_argv
 from streamctl.fileio import HeldLock
 from streamctl.liveness import BacklogWatch, send_queue
 from streamctl.masking import masked_argv
 from streamctl.paths import Paths
 from streamctl.policy import RestartPolicy
-from streamctl.process import Child, FfmpegProcess, ProcessIdentity, cmd_digest, stop_foreign
-from streamctl.recovery import boot_id, close_lost, lost_streamed, orphan_streamed, session_process
+from streamctl.process import Child, FfmpegProcess, ProcessIdentity, cmd_digest
+from streamctl.recovery import boot_id, settle
 from streamctl.state import OpenSession, StateStore, StreamState, iso
 from streamctl.states import Status, StopReason
 
@@ -92,9 +92,7 @@ class Supervisor:
         watchdog_interval: float = 1.0,
         checkpoint_interval: float = 5.0,
     ) -> None:
-        if spec.budget_seconds is None and spec.until is None:
-            raise UsageError(f"stream {spec.name!r} has no budget: give --hours, --duration or --until")
-        self.spec = spec
+        self.spec = require_limit(spec)
         self.name = spec.name
         self.paths = paths
         self.store = StateStore(paths)
@@ -167,11 +165,11 @@ class Supervisor:
     def _on_timer(self, proc: Child) -> None:
         # The backup layer acts on its own: it stops ffmpeg even if the main loop were stuck. It ends the
         # session, not the stream: if media lagged wall time, the loop restarts with what is left.
+        if proc is not self._proc:
+            return  # a late callback for a session that already ended
         self.log.warning(
             "stream %s: backup timer fired, the session is past its time; stopping ffmpeg", self.name
         )
-        if proc is not self._proc:
-            return  # a late callback for a session that already ended
         self._overran = True
         proc.stop(self.spec.settings.grace)
 
@@ -283,23 +281,18 @@ class Supervisor:
 
     def _recover(self, st: StreamState, now: float) -> None:
         """Clean up after a supervisor that died: its ffmpeg, its open session, its status (resume)."""
-        s = st.session
-        ran = lost_streamed(s, now, self.checkpoint_interval) if s is not None else 0.0
-        ident = session_process(s)
-        if s is not None and ident is not None and ident.alive():
+        had_session = st.session is not None
+        ran, stopped = settle(
+            st, now, StopReason.SUPERVISOR_LOST, self.spec.settings.grace, self.checkpoint_interval
+        )
+        if stopped is not None:
             self.log.warning(
-                "stream %s: ffmpeg pid %d from an earlier run is still running; stopping it first",
-                self.name,
-                ident.pid,
+                "stream %s: stopped ffmpeg pid %d left running by an earlier run", self.name, stopped
             )
-            ran = orphan_streamed(s, self.wall())  # it streamed until we stop it now
-            stop_foreign(ident, self.spec.settings.grace)
-        if s is not None:
+        if had_session:
             self.log.info(
                 "stream %s: counting %s streamed by the earlier run", self.name, format_duration(ran)
             )
-
-        close_lost(st, now, ran, StopReason.SUPERVISOR_LOST)
 
     # ---- the loop ---------------------------------------------------------------------------------
     def run(self) -> Outcome:
@@ -493,6 +486,7 @@ class Supervisor:
                 streamed = self.ledger.session(now)
                 live = bool(self._progress.get("out_time"))
                 quiet = now - self._advanced_at
+                sent, media = self._progress.get("total_size"), self._progress.get("out_time")
             if live and self.status == Status.STARTING:
                 self._commit(Status.LIVE)
                 self.log.info("stream %s: live", self.name)
@@ -507,8 +501,6 @@ class Supervisor:
                 )
                 self._overran = True
                 return End.OVERRAN, proc.stop(grace)
-            with self._lock:
-                sent, media = self._progress.get("total_size"), self._progress.get("out_time")
             # with several destinations the queues of all connections add up: the rule is for one ingest
             backlog.sample(now, None if self.spec.also else self.probe_backlog(proc.pid))
             jam = backlog.hung(sent / media if sent and media else 0.0)
@@ -583,9 +575,7 @@ def start_stream(
     from streamctl.logs import close_logger, stream_logger
 
     ffmpeg, _ = find_ffmpeg(ffmpeg, spec.settings.ffmpeg)
-    if spec.budget_seconds is None and spec.until is None:
-        raise UsageError(f"stream {spec.name!r} has no budget: give --hours, --duration or --until")
-    spec = prepare_input(paths, spec)
+    spec = prepare_input(paths, require_limit(spec))  # before anything is written
     preflight_input(ffmpeg, spec)
     log = stream_logger(spec.name, paths.log_file(spec.name), spec.secrets(), console=console)
     try:

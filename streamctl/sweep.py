@@ -18,7 +18,7 @@ from streamctl.errors import StreamctlError
 from streamctl.fileio import is_locked, locked
 from streamctl.paths import Paths
 from streamctl.process import ProcessIdentity, stop_foreign
-from streamctl.recovery import close_lost, lost_streamed, orphan_streamed, session_age, session_process
+from streamctl.recovery import orphan_streamed, session_age, session_process, settle
 from streamctl.state import StateStore, StreamState
 from streamctl.states import StopReason
 
@@ -60,23 +60,26 @@ def sweep_one(paths: Paths, store: StateStore, name: str, grace: float, now: flo
         ident = session_process(s)
         ffmpeg_alive = ident is not None and ident.alive()
         supervised = is_locked(paths.run_lock(name))
-        if not supervised and s is not None and ffmpeg_alive:
-            ran = orphan_streamed(s, now)
-            if _spent(st, st.runtime_seconds + ran, now):
-                stop_foreign(ident, grace)  # type: ignore[arg-type]  # ffmpeg_alive implies ident
-                close_lost(st, now, ran, StopReason.SWEPT)
-                action = Action(name, "stopped_orphan", f"pid {s.ffmpeg_pid}, time up; {ran:.1f}s credited")
-            else:
-                first = s.orphaned_at is None
-                s.runtime_seconds, s.checkpoint_at = round(ran, 3), now
-                s.orphaned_at = s.orphaned_at or now
-                if first:
-                    action = Action(
-                        name, "adopted_orphan", f"pid {s.ffmpeg_pid} streams without a supervisor"
-                    )
+        if (
+            not supervised
+            and s is not None
+            and ffmpeg_alive
+            and not _spent(st, st.runtime_seconds + orphan_streamed(s, now), now)
+        ):
+            # An orphan with time left streams on, adopted: credited so far, so a later sweep ends it on time
+            first = s.orphaned_at is None
+            s.runtime_seconds, s.checkpoint_at = round(orphan_streamed(s, now), 3), now
+            s.orphaned_at = s.orphaned_at or now
+            if first:
+                action = Action(name, "adopted_orphan", f"pid {s.ffmpeg_pid} streams without a supervisor")
         elif not supervised and (s is not None or st.status_enum.running):
-            close_lost(st, now, lost_streamed(s, now) if s is not None else 0.0, StopReason.SUPERVISOR_LOST)
-            action = Action(name, "marked_lost", "status said running but nothing runs")
+            reason = StopReason.SWEPT if ffmpeg_alive else StopReason.SUPERVISOR_LOST
+            ran, stopped = settle(st, now, reason, grace)
+            action = (
+                Action(name, "stopped_orphan", f"pid {stopped}, time up; {ran:.1f}s credited")
+                if stopped is not None
+                else Action(name, "marked_lost", "status said running but nothing runs")
+            )
         elif (
             supervised
             and s is not None
