@@ -31,7 +31,7 @@ from streamctl.masking import masked_argv
 from streamctl.paths import Paths
 from streamctl.policy import RestartPolicy
 from streamctl.process import Child, FfmpegProcess, ProcessIdentity, cmd_digest
-from streamctl.recovery import boot_id, settle
+from streamctl.recovery import boot_id, session_process, settle
 from streamctl.state import OpenSession, StateStore, StreamState, iso
 from streamctl.states import Status, StopReason
 
@@ -282,13 +282,16 @@ class Supervisor:
     def _recover(self, st: StreamState, now: float) -> None:
         """Clean up after a supervisor that died: its ffmpeg, its open session, its status (resume)."""
         had_session = st.session is not None
-        ran, stopped = settle(
+        ident = session_process(st.session)
+        if ident is not None and ident.alive():  # said before settle stops it, which can take the grace
+            self.log.warning(
+                "stream %s: ffmpeg pid %d from an earlier run is still running; stopping it first",
+                self.name,
+                ident.pid,
+            )
+        ran, _ = settle(
             st, now, StopReason.SUPERVISOR_LOST, self.spec.settings.grace, self.checkpoint_interval
         )
-        if stopped is not None:
-            self.log.warning(
-                "stream %s: stopped ffmpeg pid %d left running by an earlier run", self.name, stopped
-            )
         if had_session:
             self.log.info(
                 "stream %s: counting %s streamed by the earlier run", self.name, format_duration(ran)
