@@ -40,6 +40,8 @@ def rtmp(tmp_path: Path) -> Iterator[Rtmp]:
     server = Rtmp.start_in(tmp_path / "nginx")
     yield server
     server.stop()
+    left = server.processes()
+    assert left == [], f"nginx processes of {server.root} left behind: {left}"
 
 
 @pytest.fixture(scope="session")
