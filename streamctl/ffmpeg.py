@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from streamctl.config import StreamSpec
 from streamctl.errors import EnvironmentProblem, UsageError
-from streamctl.masking import is_stream_url
+from streamctl.masking import MASK, is_stream_url, mask_text
 
 STATS_PERIOD = 0.5
 
@@ -36,7 +38,8 @@ def find_ffmpeg(cli: str | None = None, configured: str | None = None) -> tuple[
         pass
     raise EnvironmentProblem(
         "ffmpeg not found: give --ffmpeg PATH, set STREAMCTL_FFMPEG or `ffmpeg` in the config, install it "
-        "(apt-get install ffmpeg), or pip install 'streamctl[ffmpeg]' for a bundled one"
+        "(apt-get install ffmpeg), or reinstall streamctl from its checkout with a bundled one: "
+        "pip install '.[ffmpeg]'"
     )
 
 
@@ -219,3 +222,133 @@ def preflight_input(ffmpeg: str, spec: StreamSpec, timeout: float = 15.0) -> Non
             f"copy mode cannot send {' and '.join(bad)} to an RTMP ingest (it needs H.264 yuv420p video and "
             "AAC or MP3 audio): use --mode encode, or re-encode the file once"
         )
+
+
+# ---- why a session failed, from ffmpeg's own error lines (ffmpeg 5.1 at -loglevel warning) ------------
+_CONTEXT = re.compile(r"^\[(\w+) @ 0x[0-9a-f]+\] (.*)$")  # "[tcp @ 0x55d0...] message"
+_RESOLVE = re.compile(r"Failed to resolve hostname (\S+?):")
+_CONNECT = re.compile(r"Connection to (tcp|srt)://(\S+?) failed: (.+)$")
+_OPEN_TLS = re.compile(r"Cannot open connection tls://(\S+)")
+_SERVER = re.compile(r"Server error: (.+)$")
+_NO_FORMAT = re.compile(r"Unable to find a suitable output format for '(.*)'")
+# The URL's own error line, when nothing before it said more: the ingest took the connection, then
+# dropped it (nginx-rtmp does so for an unknown application; services for an unknown key).
+_DROPPED = re.compile(
+    r"^rtmps?://\S*: (Input/output error|End of file|Connection reset by peer|Broken pipe)$"
+)
+_CHECK_KEY = "check the stream key and the application name in the URL"
+# fftools' follow-up lines after the real error: not worth showing when another line says more
+_AFTERMATH = (
+    "Error initializing output stream",
+    "Could not write header for output file",
+    "Conversion failed!",
+    "Error closing file",
+)
+_DEFAULT_PORTS = {"rtmp": 1935, "rtmps": 443}
+
+
+def _host_port(url: str) -> str:
+    """HOST:PORT of a stream URL, without user info or path (where the key is)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
+    except ValueError:
+        port = None
+    host = parts.hostname or "the ingest"
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{port}" if port else host
+
+
+def _target(netloc: str) -> str:
+    """HOST:PORT of an inner URL in ffmpeg's messages (tcp://h:p?tcp_nodelay=0, srt://h:p?streamid=...)."""
+    return re.split(r"[/?#]", netloc, maxsplit=1)[0].rsplit("@", 1)[-1]
+
+
+def _schemeless(target: str, secrets: Sequence[str]) -> str:
+    """A URL ffmpeg took for a file name, fit to show: host/app, the rest masked like a key."""
+    parts = mask_text(target, list(secrets)).split("/")
+    return "/".join([*parts[:2], MASK]) if len(parts) > 2 else "/".join(parts)
+
+
+def explain_failure(
+    name: str,
+    url: str,
+    lines: Sequence[str],
+    secrets: Sequence[str],
+    *,
+    streamed: bool = False,
+    stalled_after: float | None = None,
+    rc: int | None = None,
+) -> str:
+    """Why a session to URL failed, as "cause: what to check", from the last stderr LINES of ffmpeg.
+
+    STREAMED: media flowed before the failure. STALLED_AFTER: we stopped it after that many seconds
+    without progress. Unknown errors fall back to ffmpeg's last line. The result is masked with SECRETS.
+    """
+    hp = _host_port(url)
+    causes: list[str] = []
+    tls_error: str | None = None
+    lines = [ln.strip() for ln in lines if ln.strip()]
+    for line in lines:
+        m = _CONTEXT.match(line)
+        context, msg = (m[1], m[2]) if m else ("", line)
+        cause = None
+        if m := _RESOLVE.search(msg):
+            cause = f"no such host {m[1]}: check the URL's host name"
+        elif m := _CONNECT.search(msg):
+            where, why = _target(m[2]), m[3].strip().rstrip(".")
+            if why == "Connection refused":
+                cause = f"connection refused by {where}: is the ingest running and the port right?"
+            elif why == "Connection timed out":
+                cause = f"timed out connecting to {where}: is the host reachable and the port right?"
+            elif m[1] == "srt":  # UDP: a closed port is no refusal, only silence
+                cause = f"no answer from {where} ({why}): is the SRT ingest running and the port right?"
+            else:
+                cause = f"cannot connect to {where} ({why}): is the host reachable?"
+        elif context == "tls":
+            tls_error = msg.strip().rstrip(".")  # the last one is the most precise ("IO error: ...")
+        elif (m := _OPEN_TLS.search(msg)) and tls_error:
+            where = _target(m[1])
+            if "certificate" in tls_error.lower():
+                cause = f"the TLS certificate of {where} failed verification ({tls_error}): check the host"
+            else:
+                cause = (
+                    f"TLS handshake with {where} failed ({tls_error}): is it an rtmps:// ingest and the "
+                    "port right (RTMPS is usually 443)?"
+                )
+            tls_error = None
+        elif "Server error: Already publishing" in msg:
+            cause = "the ingest says the stream is already publishing (another encoder uses this key)"
+        elif m := _SERVER.search(msg):
+            cause = f"the ingest refused the stream ({m[1].strip()}): {_CHECK_KEY}"
+        elif "Cannot read RTMP handshake response" in msg:
+            cause = f"{hp} took the connection but did not answer as an RTMP server: is the port right?"
+        elif m := _NO_FORMAT.search(msg):
+            cause = f"unsupported URL {_schemeless(m[1], secrets)}: it needs rtmp://, rtmps:// or srt://"
+        if cause is not None and cause not in causes:  # with --also, one per failing destination
+            causes.append(cause)
+    last = lines[-1] if lines else None
+    if not causes and not streamed:
+        if stalled_after is not None:  # we stopped it: its last lines are about being interrupted
+            if any("Cannot open connection tls://" in ln for ln in lines):
+                causes.append(
+                    f"TLS handshake with {hp} timed out (no answer in {stalled_after:g} s): is it an "
+                    "rtmps:// ingest and the port right (RTMPS is usually 443)?"
+                )
+            else:
+                causes.append(
+                    f"timed out connecting to {hp}: no answer in {stalled_after:g} s; is the ingest "
+                    "running and the port right?"
+                )
+        elif last is not None and _DROPPED.match(last):
+            causes.append(f"the ingest refused the stream: {_CHECK_KEY}")
+    if not causes:
+        if last is not None:
+            said = next((ln for ln in reversed(lines) if not ln.startswith(_AFTERMATH)), last)
+            m = _CONTEXT.match(said)
+            causes.append(f"ffmpeg: {m[2] if m else said}; see `streamctl logs {name}`")
+        elif stalled_after is not None:
+            causes.append(f"ffmpeg made no progress for {stalled_after:g} s; see `streamctl logs {name}`")
+        else:
+            causes.append(f"ffmpeg exited with code {rc} and no message; see `streamctl logs {name}`")
+    return mask_text("; ".join(causes), list(secrets))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,13 @@ def stream_logger(name: str, log_file: Path, secrets: list[str], console: Any = 
     fh.setLevel(logging.DEBUG)
     fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
     log.addHandler(fh)
-    if console is not False:
+    if console is True and not sys.stderr.isatty():
+        # A file or the journal: one plain line a record. Rich would wrap at 80 columns and pad with spaces.
+        plain = logging.StreamHandler(sys.stderr)
+        plain.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        plain.setLevel(logging.INFO)
+        log.addHandler(plain)
+    elif console is not False:
         from rich.console import Console
         from rich.logging import RichHandler
 

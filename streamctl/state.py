@@ -64,6 +64,7 @@ class StreamState:
     expected_end: float | None = None
     end_time: float | None = None
     last_exit_code: int | None = None
+    last_error: str | None = None  # why the last failed session failed (masked); cleared when live again
     progress: dict[str, Any] = field(default_factory=dict)  # last bitrate/speed seen
     stop_request: str | None = None  # a StopReason set by `sweep` for the running supervisor to honour
     updated_at: float | None = None

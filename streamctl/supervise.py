@@ -98,6 +98,9 @@ def main() -> None:
         logging.getLogger("streamctl").exception("supervisor crashed")
         sys.stderr.write(error_line(f"internal error: {type(e).__name__}: {e}"))
         sys.exit(1)
+    if not outcome.ok and outcome.cause:
+        # One line, with -q too: what failed, in ffmpeg's words, and what to check (the rest is in the log).
+        sys.stderr.write(error_line(f"{spec.name}: {outcome.cause}"))
     sys.exit(0 if outcome.ok else 1)
 
 

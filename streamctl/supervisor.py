@@ -14,6 +14,7 @@ import secrets
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -24,7 +25,7 @@ from streamctl.accounting import Ledger
 from streamctl.config import StreamSpec, require_limit
 from streamctl.durations import format_duration
 from streamctl.errors import BudgetSpent
-from streamctl.ffmpeg import ProgressParser, build_argv
+from streamctl.ffmpeg import ProgressParser, build_argv, explain_failure
 from streamctl.fileio import HeldLock
 from streamctl.liveness import BacklogWatch, send_queue
 from streamctl.masking import masked_argv
@@ -38,6 +39,7 @@ from streamctl.states import Status, StopReason
 MIN_SESSION = 1.0  # remaining budget below this is spent: not worth a new ffmpeg and connection
 TIMER_MARGIN = 2.0  # the backup Timer fires this long after the session should have ended (connect time)
 WATCHDOG_SLACK = 2.0  # watchdog stops a session whose streamed time passed its -t by this much
+STDERR_TAIL = 20  # ffmpeg stderr lines kept per session, to tell why it failed
 
 Spawner = Callable[[list[str], Callable[[str], None], Callable[[str], None], Callable[[], None]], Child]
 TimerFactory = Callable[[float, Callable[[], None]], Any]
@@ -62,6 +64,7 @@ class Outcome:
     budget_seconds: float | None
     sessions: int
     restarts: int
+    cause: str | None = None  # why it failed, when no session ever streamed (masked; for the one error line)
 
     @property
     def ok(self) -> bool:
@@ -133,6 +136,10 @@ class Supervisor:
         self._checkpoint_at = 0.0
         self._eof_at: float | None = None  # when ffmpeg closed its stdout: the session's end
         self._overran = False  # the timer or watchdog stopped this session for running past its time
+        self._stderr: deque[str] = deque(maxlen=STDERR_TAIL)  # appended by the stderr reader thread
+        self._cause: str | None = None  # why the last session failed
+        self._streamed = False  # some session of this run streamed media
+        self._jammed = False  # this session was replaced because the ingest stopped reading
 
     @property
     def budget(self) -> float | None:
@@ -200,11 +207,15 @@ class Supervisor:
         self._wake.set()
 
     def _on_log_line(self, line: str) -> None:
+        line = line.rstrip()  # ffmpeg ends some lines with a space ("... output stream 0:1 -- ")
         if line.strip():
+            self._stderr.append(line)
             self.log.info("ffmpeg: %s", line)
 
     # ---- state ------------------------------------------------------------------------------------
-    def _commit(self, new: Status | None = None, reason: StopReason | None = None) -> StreamState:
+    def _commit(
+        self, new: Status | None = None, reason: StopReason | None = None, error: str | None = None
+    ) -> StreamState:
         """Write our view to the state file under its lock; moves status when NEW is given."""
         now, mono = self.wall(), self.clock()
         with self.store.update(self.name, now) as st:
@@ -217,6 +228,10 @@ class Supervisor:
                     self.log.debug("stream %s: %s -> %s", self.name, self.status.value, new.value)
                 st.transition(new, reason, now)
                 self.status = new
+            if new == Status.LIVE:
+                st.last_error = None  # media flows: whatever failed before is fixed
+            if error is not None:
+                st.last_error = error
             with self._lock:
                 session_runtime = self.ledger.session(mono)
                 st.progress = dict(self._progress)
@@ -384,13 +399,17 @@ class Supervisor:
             self._progress = {}
             self._eof_at = None
             self._advanced_at = self.clock()
-        self._overran = False
+        self._overran = self._jammed = False
+        self._stderr.clear()
         try:
             proc = self.spawn(argv, self._on_progress_line, self._on_log_line, self._on_eof)
         except OSError as e:
             with self._lock:
                 self.ledger.close(self.clock())
             self.log.error("stream %s: cannot launch ffmpeg: %s", self.name, e.strerror or e)
+            self._cause = (
+                f"cannot launch ffmpeg {self.ffmpeg}: {e.strerror or e}: check it with `streamctl doctor`"
+            )
             return End.NOT_STARTED, None, 0.0
         try:
             return self._supervise(proc, argv, shown, remaining)
@@ -437,16 +456,34 @@ class Supervisor:
         proc.close()  # joins the readers, so _eof_at is final
         with self._lock:
             had_progress = self.ledger.meter is not None and self.ledger.meter.has_progress
+            streamed = self.ledger.meter is not None and self.ledger.meter.out_time > 0
             end_at = self._eof_at if self._eof_at is not None else self.clock()
             ran = self.ledger.close(end_at, ok=end == End.FINISHED)
         self._proc = None
+        self._streamed = self._streamed or streamed
+        cause = None
+        if end == End.STALLED and self._jammed:
+            cause = "the ingest stopped reading the stream: is it overloaded, or the network congested?"
+        elif end in (End.FAILED, End.STALLED):
+            cause = explain_failure(
+                self.name,
+                self.spec.output_url,
+                list(self._stderr),
+                self.spec.secrets(),
+                streamed=streamed,
+                stalled_after=self.spec.settings.stall_timeout if end == End.STALLED else None,
+                rc=rc,
+            )
         ended = self.wall()
         session, self._session = self._session, None
         with self.store.update(self.name, ended) as st:
             if st.stop_request and self._stop_reason is None:
                 # `sweep` stopped this ffmpeg: it asks us, through the state file, not to restart it.
                 self.request_stop(StopReason(st.stop_request), "sweep")
-                end = End.STOPPED
+                end, cause = End.STOPPED, None
+            if cause is not None:
+                st.last_error = cause
+            self._cause = cause
             st.stop_request = None
             st.session = session
             st.close_session(ended, ran, rc, self._stop_reason.value if self._stop_reason else end.value)
@@ -462,6 +499,8 @@ class Supervisor:
             format_duration(self.ledger.committed),
             format_duration(self.budget),
         )
+        if cause is not None:
+            self.log.warning("stream %s: ffmpeg failed: %s", self.name, cause)
         # A session that never got going (no progress at all) must not look stable to the restart policy.
         return end, rc, ran if had_progress or end == End.FINISHED else 0.0
 
@@ -516,6 +555,7 @@ class Supervisor:
                     jam[0],
                 )
                 self._commit()
+                self._jammed = True
                 return End.STALLED, proc.stop(grace)
             if quiet >= stall_timeout:
                 self.log.warning(
@@ -537,7 +577,9 @@ class Supervisor:
     def _finish(self, reason: StopReason, started: float) -> Outcome:
         failed = reason in (StopReason.RETRIES_EXHAUSTED, StopReason.START_FAILED)
         final = Status.FAILED if failed else Status.OFFLINE
-        st = self._commit(final, reason)
+        # The cause is worth the one error line only when nothing worked: a setup problem, not a flaky ingest.
+        cause = self._cause if failed and not self._streamed else None
+        st = self._commit(final, reason, error=cause)
         self.log.info(
             "stream %s: stopped, reason %s; streamed %s of %s budget (%s remaining) in %d sessions, "
             "%d restarts, %s wall time",
@@ -550,7 +592,9 @@ class Supervisor:
             self.restarts,
             format_duration(self.clock() - started),
         )
-        return Outcome(final, reason, self.ledger.committed, self.budget, st.session_count, self.restarts)
+        return Outcome(
+            final, reason, self.ledger.committed, self.budget, st.session_count, self.restarts, cause
+        )
 
 
 def prepare_input(paths: Paths, spec: StreamSpec) -> StreamSpec:
