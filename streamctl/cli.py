@@ -47,6 +47,20 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
+def _warn(message: str) -> None:
+    """One warning line on stderr: the command goes on."""
+    sys.stderr.write("streamctl: warning: " + " ".join(message.split()) + "\n")
+
+
+def _warn_running(name: str, what: str) -> None:
+    from streamctl.control import running_supervisor
+
+    pid = running_supervisor(_paths(), name)
+    if pid is not None:
+        shown = f" (supervisor pid {pid})" if pid else ""
+        _warn(f"stream {name!r} is running{shown}: {what}")
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"streamctl {__version__}")
@@ -69,8 +83,14 @@ def add(
     url: Annotated[str, typer.Option("--url", help="Ingest URL, e.g. rtmp://a.rtmp.youtube.com/live2.")],
     key: Annotated[str | None, typer.Option(help="Stream key (secret), appended to the URL.")] = None,
     key_file: Annotated[str | None, typer.Option(help="Read the stream key from this file.")] = None,
+    key_env: Annotated[
+        str | None, typer.Option(help="Read the stream key from this environment variable at start.")
+    ] = None,
     hours: Annotated[float | None, typer.Option(help="Budget in hours, e.g. 5 or 1.5.")] = None,
     duration: Annotated[str | None, typer.Option(help="Budget as a duration: 90s, 45m, 5h, 1h30m.")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Wall-clock deadline, e.g. 2026-12-01T22:00 (local time).")
+    ] = None,
     mode: Annotated[str, typer.Option(help="copy (no re-encode) or encode (libx264 + AAC).")] = "copy",
     bitrate: Annotated[str | None, typer.Option(help="Video bitrate in encode mode, e.g. 4500k.")] = None,
     resolution: Annotated[str | None, typer.Option(help="Encode mode: WIDTHxHEIGHT.")] = None,
@@ -79,17 +99,34 @@ def add(
     input_format: Annotated[str | None, typer.Option(help="Input format, e.g. lavfi.")] = None,
     replace: Annotated[bool, typer.Option("--replace", help="Overwrite an existing entry.")] = False,
 ) -> None:
-    """Add a stream to the config.
+    """Add a stream to the config, checked as `start` would run it (nothing is written if it is wrong).
 
     Example: streamctl add morning -i show.mp4 --url rtmp://host/live --key-file ~/.yt-key --hours 5
     """
-    from streamctl.config import add_stream
+    from pathlib import Path
+
+    from streamctl.config import add_stream, parse_until
 
     budget = _budget(hours, duration)
+    given = [f"--{k}" for k, v in (("key", key), ("key-file", key_file), ("key-env", key_env)) if v]
+    if len(given) > 1:
+        raise UsageError(f"give one of --key, --key-file or --key-env, not {' and '.join(given)}")
+    if budget is None and until is None:
+        raise UsageError(f"stream {name!r} needs a budget: give --hours or --duration (or --until)")
+    if mode == "copy":
+        extra = [f"--{k}" for k, v in (("bitrate", bitrate), ("resolution", resolution), ("fps", fps)) if v]
+        if extra:
+            raise UsageError(f"{extra[0]} does nothing in copy mode: add --mode encode, or drop {extra[0]}")
+    if until is not None:
+        parse_until(until)
+    if key_file is not None:
+        key_file = str(Path(key_file).expanduser().absolute())  # the service may run with another $HOME
     table: dict[str, Any] = {"input": input, "url": url, "mode": mode, "loop": loop}
     for k, v in (
         ("key", key),
         ("key_file", key_file),
+        ("key_env", key_env),
+        ("until", until),
         ("bitrate", bitrate),
         ("resolution", resolution),
         ("fps", fps),
@@ -101,7 +138,9 @@ def add(
         table["budget"] = f"{budget:g}s"
     paths = _paths()
     add_stream(paths, name, table, replace_existing=replace)
-    typer.echo(f"added {name} to {paths.config_file}")
+    typer.echo(f"{'replaced' if replace else 'added'} {name} in {paths.config_file}")
+    if replace:
+        _warn_running(name, f"it keeps its old settings until restarted (streamctl stop {name}, then start)")
 
 
 @app.command("list")
@@ -113,8 +152,13 @@ def list_(as_json: Json = False) -> None:
 
     config = load_config(_paths())
     rows: list[dict[str, Any]] = []
+    broken = []
     for name in config.streams:
-        spec = config.spec(name)
+        try:
+            spec = config.spec(name)
+        except StreamctlError as e:
+            broken.append(str(e))  # the others are still listed
+            continue
         rows.append(
             {
                 "name": name,
@@ -127,12 +171,18 @@ def list_(as_json: Json = False) -> None:
     if as_json:
         _print_json(rows)
         return
-    if not rows:
-        typer.echo(f"no streams configured in {config.path}")
+    if not rows and not broken:
+        from streamctl.config import old_config_hint
+
+        typer.echo(f"no streams configured in {config.path}{old_config_hint(_paths())}")
     for r in rows:
         typer.echo(
             f"{r['name']}\t{format_duration(r['budget_seconds'])}\t{r['mode']}\t{r['input']} -> {r['url']}"
         )
+    if broken:
+        for message in broken:
+            sys.stderr.write(error_line(message))
+        raise typer.Exit(EXIT_USAGE)
 
 
 @app.command()
@@ -142,6 +192,43 @@ def remove(name: Name) -> None:
 
     remove_stream(_paths(), name)
     typer.echo(f"removed {name}")
+    _warn_running(name, f"it streams on until its budget ends or `streamctl stop {name}`")
+
+
+@app.command()
+def check(
+    names: Annotated[list[str] | None, typer.Argument(help="Streams to check (default: all).")] = None,
+    as_json: Json = False,
+    ffmpeg: Annotated[str | None, typer.Option(help="ffmpeg to check the inputs with.")] = None,
+) -> None:
+    """Check configured streams as `start` would run them: config, key, input (ffprobe), ingest reachable.
+
+    Exits 2 for a problem in the config or an input, 1 if only an ingest did not answer, 7 without
+    ffmpeg; nothing is written. Example: streamctl check morning
+    """
+    from streamctl.errors import EXIT_ENVIRONMENT, EXIT_FAILED
+    from streamctl.preflight import check as run_check
+
+    paths = _paths()
+    findings = run_check(paths, names or None, ffmpeg)
+    if as_json:
+        _print_json([f.as_dict() for f in findings])
+    else:
+        if not findings:
+            typer.echo(f"no streams configured in {paths.config_file}")
+        for f in findings:
+            if f.ok:
+                typer.echo(f"ok    {f.name:<16} {f.what:<7} {f.detail}")
+            else:
+                prefix = f"{f.name}: " if f.name and not f.detail.startswith("config ") else ""
+                sys.stderr.write(error_line(prefix + f.detail))
+    bad = {f.what for f in findings if not f.ok}
+    if bad & {"config", "input"}:
+        raise typer.Exit(EXIT_USAGE)
+    if "ffmpeg" in bad:
+        raise typer.Exit(EXIT_ENVIRONMENT)
+    if bad:
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()
@@ -182,7 +269,7 @@ def start(
 
     Examples: streamctl start morning --hours 5 ; streamctl start morning --detach
     """
-    from streamctl.config import parse_until, resolve_spec
+    from streamctl.config import parse_until, require_limit, resolve_spec
 
     if key_env is not None:
         key = os.environ.get(key_env)
@@ -204,7 +291,7 @@ def start(
         "grace": grace,
     }
     paths = _paths()
-    spec = resolve_spec(paths, name, overrides)
+    spec = require_limit(resolve_spec(paths, name, overrides))
     if detach and not os.environ.get("_STREAMCTL_DETACHED"):
         from streamctl.detach import start_detached
 
@@ -234,7 +321,8 @@ def stop(
     from streamctl.durations import check_seconds
 
     check_seconds(timeout, "--timeout")
-    names = [name] if name else [v.name for v in control.views(paths) if v.running or v.state.session]
+    every = [] if name else control.views(paths, warn=_warn)
+    names = [name] if name else [v.name for v in every if v.running or v.state.session]
     for n in names:
         typer.echo(f"{n}: {control.stop(paths, n, timeout)}")
 
@@ -255,12 +343,12 @@ def status(
     Examples: streamctl status --watch ; streamctl status --format prometheus > streamctl.prom
     """
     from streamctl import control
-    from streamctl.table import render_status, use_colour
+    from streamctl.table import render_status, terminal_width, use_colour, watch_title
 
     if format not in ("table", "json", "prometheus"):
         raise UsageError(f"--format must be table, json or prometheus, got {format!r}")
     paths = _paths()
-    rows = [v.as_dict() for v in control.views(paths, names or None)]
+    rows = [v.as_dict() for v in control.views(paths, names or None, warn=_warn)]
     if as_json or format == "json":
         _print_json(rows)
     elif format == "prometheus":
@@ -270,19 +358,25 @@ def status(
     elif watch:
         import time
 
+        rows_note = ""
         try:
             while True:
+                width, now = terminal_width(), time.time()  # re-read: the terminal may have been resized
+                table = render_status(rows, use_colour(), width, now)
+                frame = watch_title(now, width) + "\n" + rows_note + table
                 # home the cursor and clear: a steady dashboard in any terminal, no curses needed
-                sys.stdout.write("\x1b[H\x1b[2J" + render_status(rows, use_colour()))
+                sys.stdout.write("\x1b[H\x1b[2J" + frame)
                 sys.stdout.flush()
                 time.sleep(1.0)
-                rows = [v.as_dict() for v in control.views(paths, names or None)]
+                notes: list[str] = []  # a config broken meanwhile: said on the screen, not scrolled away
+                rows = [v.as_dict() for v in control.views(paths, names or None, warn=notes.append)]
+                rows_note = "".join(f"warning: {n}\n" for n in notes)
         except KeyboardInterrupt:
             pass
     elif not rows:
         typer.echo("no streams")
     else:
-        sys.stdout.write(render_status(rows, use_colour()))
+        sys.stdout.write(render_status(rows, use_colour(), terminal_width()))
 
 
 @app.command()
@@ -339,7 +433,7 @@ def runtime(name: Name, as_json: Json = False) -> None:
     from streamctl import control
     from streamctl.durations import format_duration
 
-    d = control.views(_paths(), [name])[0].as_dict()
+    d = control.views(_paths(), [name], warn=_warn)[0].as_dict()
     keys = (
         "name",
         "status",
@@ -415,7 +509,6 @@ def doctor(
     """
     from streamctl import doctor as doc
     from streamctl.config import load_config
-    from streamctl.errors import EXIT_ENVIRONMENT
 
     paths = _paths()
     try:
@@ -429,8 +522,46 @@ def doctor(
         for c in checks:
             mark = "ok  " if c.ok else ("FAIL" if c.needed else "warn")
             typer.echo(f"{mark}  {c.name:<14} {c.detail}")
-    if any(c.needed and not c.ok for c in checks):
-        raise typer.Exit(EXIT_ENVIRONMENT)
+    failed = [c for c in checks if c.needed and not c.ok]
+    if failed:
+        raise typer.Exit(failed[0].exit_code)
+
+
+@app.command("install-service")
+def install_service(
+    name: Name,
+    root: Annotated[
+        str,
+        typer.Option(help="Write the files under this folder instead of / (an image, a test); no systemctl."),
+    ] = "/",
+    enable: Annotated[
+        bool,
+        typer.Option(
+            "--enable/--no-enable", help="systemctl daemon-reload and enable --now (if systemd runs)."
+        ),
+    ] = True,
+) -> None:
+    """Install the systemd unit streamctl@.service and the cron sweep for a configured stream, both with
+    this streamctl's path and this config's home, then enable and start streamctl@NAME.
+
+    As root: /etc/systemd/system and /etc/cron.d/streamctl; otherwise a user unit, and the crontab line
+    is printed. Re-running changes nothing.
+
+    Example: streamctl install-service morning
+    """
+    from pathlib import Path
+
+    from streamctl.service import install
+
+    done = install(_paths(), name, root=Path(root).absolute(), enable=enable)
+    for path in done.written:
+        typer.echo(f"wrote {path}")
+    for path in done.unchanged:
+        typer.echo(f"unchanged {path}")
+    for command in done.ran:
+        typer.echo(f"ran {command}")
+    for line in done.todo:
+        typer.echo(line)
 
 
 def _fail(message: str, code: int) -> None:

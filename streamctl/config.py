@@ -1,7 +1,14 @@
-"""The TOML config: configured streams and defaults. Read with tomllib, written with tomli-w."""
+"""The TOML config: configured streams and defaults. Read with tomllib, written with tomli-w.
+
+Every key is declared once in KEYS (its type, where it may stand, the mode it works in), so every
+mistake is caught when the config is read, with the key named: unknown keys (with a "did you mean"),
+wrong types, keys that do nothing in the stream's mode, conflicting key sources.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import math
 import os
 import re
@@ -12,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from streamctl.durations import check_seconds, parse_duration
-from streamctl.errors import FileError, NotFound, UsageError
+from streamctl.errors import ConfigRefused, FileError, NotFound, UsageError, did_you_mean
 from streamctl.fileio import atomic_write, locked
 from streamctl.masking import STREAM_SCHEMES, url_secrets
 from streamctl.paths import Paths, validate_name
@@ -20,6 +27,142 @@ from streamctl.paths import Paths, validate_name
 MODES = ("copy", "encode")
 _BITRATE = re.compile(r"\d+(\.\d+)?[kKmM]?")
 _RESOLUTION = re.compile(r"\d{2,5}x\d{2,5}")
+_OUTPUT_FILE = (".flv", ".mp4", ".mkv", ".ts", ".mov")
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: what its value must be, and where it may stand."""
+
+    kind: str  # a key of _EXPECTED
+    stream_only: bool = True  # False: also in [defaults]
+    encode_only: bool = False  # does nothing in copy mode
+
+
+_EXPECTED = {
+    "string": "a string",
+    "bool": "true or false",
+    "int": "a whole number",
+    "number": "a number",
+    "duration": 'a duration like "90s", "45m" or "1h30m"',
+    "budget": 'a duration like "5h" or "1h30m" (a bare number means hours)',
+    "hours": "a number of hours like 5 or 1.5",
+    "datetime": "a date and time like 2026-12-01T22:00:00",
+    "urls": 'a list of URLs like ["rtmp://host/app/KEY"]',
+}
+
+KEYS: dict[str, Key] = {
+    "input": Key("string"),
+    "input_format": Key("string"),
+    "loop": Key("bool"),
+    "url": Key("string"),
+    "key": Key("string"),
+    "key_file": Key("string"),
+    "key_env": Key("string"),
+    "also": Key("urls"),
+    "budget": Key("budget"),
+    "hours": Key("hours"),
+    "until": Key("datetime"),
+    "mode": Key("string"),
+    "bitrate": Key("string", encode_only=True),
+    "audio_bitrate": Key("string", encode_only=True),
+    "resolution": Key("string", encode_only=True),
+    "fps": Key("int", encode_only=True),
+    "keyframe_seconds": Key("number", encode_only=True),
+    "preset": Key("string", encode_only=True),
+    # how the supervisor treats the stream: also in [defaults]
+    "retries": Key("int", stream_only=False),
+    "restart_delay": Key("duration", stream_only=False),
+    "backoff": Key("number", stream_only=False),
+    "max_delay": Key("duration", stream_only=False),
+    "jitter": Key("number", stream_only=False),
+    "stable_after": Key("duration", stream_only=False),
+    "stall_timeout": Key("duration", stream_only=False),
+    "grace": Key("duration", stream_only=False),
+    "ffmpeg": Key("string", stream_only=False),
+}
+KEY_SOURCES = ("key", "key_file", "key_env")
+ENCODE_ONLY = tuple(k for k, v in KEYS.items() if v.encode_only)
+
+
+def _shown(value: Any) -> str:
+    """VALUE as it looks in TOML, for error lines."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return "a table"
+    return repr(value)
+
+
+def _type_ok(kind: str, value: Any) -> bool:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if kind in ("string",):
+        return isinstance(value, str)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind in ("number", "hours"):
+        return number
+    if kind in ("duration", "budget"):
+        return number or isinstance(value, str)
+    if kind == "datetime":
+        return isinstance(value, str | dt.datetime)
+    if kind == "urls":
+        return isinstance(value, list) and all(isinstance(u, str) for u in value)
+    raise AssertionError(kind)
+
+
+def check_table(path: Path, table: dict[str, Any], where: str, stream: bool) -> None:
+    """Raise UsageError for the first unknown, misplaced, mistyped or conflicting key of one table."""
+    allowed = [k for k, v in KEYS.items() if stream or not v.stream_only]
+    for key, value in table.items():
+        spec = KEYS.get(key)
+        if spec is None or (spec.stream_only and not stream):
+            if spec is not None:
+                hint = "; it belongs in a [streams.NAME] table"
+            else:
+                hint = did_you_mean(key, allowed) or "; see examples/streamctl.toml for every key"
+            raise UsageError(f"config {path}: [{where}] unknown key {key!r}{hint}")
+        if not _type_ok(spec.kind, value):
+            raise UsageError(
+                f"config {path}: [{where}] {key} must be {_EXPECTED[spec.kind]}, got {_shown(value)}"
+            )
+    if not stream:
+        return
+    sources = [k for k in KEY_SOURCES if k in table]
+    if len(sources) > 1:
+        raise UsageError(f"config {path}: [{where}] gives both {sources[0]} and {sources[1]}: keep one")
+    if "budget" in table and "hours" in table:
+        raise UsageError(f"config {path}: [{where}] gives both budget and hours: keep one")
+    mode = table.get("mode", "copy")
+    idle = [k for k in ENCODE_ONLY if k in table]
+    if mode == "copy" and idle:
+        raise UsageError(
+            f"config {path}: [{where}] {idle[0]} does nothing in copy mode: "
+            f'set mode = "encode" or remove {idle[0]}'
+        )
+
+
+def check_url(url: str, what: str = "url") -> None:
+    """An ingest URL needs a scheme; without one it must be a file path to record to."""
+    parts = urlsplit(url)
+    if "://" in url:
+        scheme = parts.scheme.lower()
+        if scheme not in (*STREAM_SCHEMES, "file"):
+            raise UsageError(f"{what} must be rtmp://, rtmps://, srt:// or a file path, got {scheme}://")
+        if scheme in STREAM_SCHEMES and not parts.hostname:
+            raise UsageError(f"{what} {scheme}://... has no host name")
+        return
+    if url.startswith(("/", "./", "../")) or url.lower().endswith(_OUTPUT_FILE):
+        return  # a file: record to it (tests, archives)
+    first = url.split("/", 1)[0]
+    raise UsageError(
+        f"{what} {first}/... has no scheme: write rtmp://{first}/... "
+        "(or a file path starting with / to record to a file)"
+    )
 
 
 @dataclass(frozen=True)
@@ -85,9 +228,7 @@ def validate_spec(spec: StreamSpec) -> StreamSpec:
         raise UsageError(f"stream {spec.name!r} has no input")
     if not spec.url:
         raise UsageError(f"stream {spec.name!r} has no url")
-    scheme = urlsplit(spec.url).scheme.lower()
-    if scheme and scheme not in (*STREAM_SCHEMES, "file") and len(scheme) > 1:
-        raise UsageError(f"url must be rtmp://, rtmps://, srt:// or a file path, got {scheme}://")
+    check_url(spec.url)
     for dest in (spec.url, *spec.also) if spec.also else ():
         if urlsplit(dest).scheme.lower() not in ("rtmp", "rtmps") or "|" in dest:
             raise UsageError("with several destinations, each must be an rtmp:// or rtmps:// URL without '|'")
@@ -129,86 +270,83 @@ def validate_spec(spec: StreamSpec) -> StreamSpec:
 
 def parse_until(text: str) -> float:
     """A deadline like 2026-12-01T22:00 (local time unless it has an offset) as unix time."""
-    from datetime import datetime
-
     try:
-        dt = datetime.fromisoformat(text.strip())
+        when = dt.datetime.fromisoformat(text.strip())
     except ValueError:
         raise UsageError(f"until {text!r} is not a date and time like 2026-12-01T22:00") from None
-    if dt.tzinfo is None:
-        dt = dt.astimezone()  # naive means local time
-    return dt.timestamp()
+    if when.tzinfo is None:
+        when = when.astimezone()  # naive means local time
+    return when.timestamp()
 
 
 def _seconds(value: Any, what: str) -> float:
-    if isinstance(value, bool):
-        raise UsageError(f"{what} must be a duration, got {value!r}")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        return parse_duration(value, what)
-    raise UsageError(f"{what} must be a duration, got {value!r}")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)  # validate_spec checks the range of each setting
+    return parse_duration(str(value), what)
 
 
-def _budget(table: dict[str, Any], where: str) -> float | None:
+def _budget(table: dict[str, Any]) -> float | None:
     if "hours" in table:
-        return check_seconds(float(table["hours"]) * 3600.0, f"{where}.hours")
+        return check_seconds(float(table["hours"]) * 3600.0, "hours")
     b = table.get("budget")
     if b is None:
         return None
     if isinstance(b, int | float) and not isinstance(b, bool):
-        return check_seconds(float(b) * 3600.0, f"{where}.budget")  # a bare number means hours
-    return _seconds(b, f"{where}.budget")
+        return check_seconds(float(b) * 3600.0, "budget")  # a bare number means hours
+    return parse_duration(str(b), "budget")
 
 
-def _settings(table: dict[str, Any], base: Settings, where: str) -> Settings:
+def _settings(table: dict[str, Any], base: Settings) -> Settings:
+    """BASE with TABLE's settings keys (already type-checked by check_table)."""
     changes: dict[str, Any] = {}
-    for key in ("restart_delay", "grace", "max_delay", "stable_after", "stall_timeout"):
+    for key in Settings.__dataclass_fields__:
         if key in table:
-            changes[key] = _seconds(table[key], f"{where}.{key}")
-    for key, kind in (("retries", int), ("backoff", float), ("jitter", float), ("ffmpeg", str)):
-        if key in table:
-            value = table[key]
-            if isinstance(value, bool) or not isinstance(value, kind if kind is not float else int | float):
-                raise UsageError(
-                    f"{where}.{key} must be {'a string' if kind is str else 'a number'}, got {value!r}"
-                )
-            changes[key] = kind(value)
+            kind, value = KEYS[key].kind, table[key]
+            if kind == "duration":
+                changes[key] = _seconds(value, key)
+            else:
+                changes[key] = float(value) if kind == "number" else value
     return replace(base, **changes)
 
 
-def _key(table: dict[str, Any], where: str) -> str | None:
+def _key(table: dict[str, Any]) -> str | None:
     if "key" in table:
         return str(table["key"])
     if "key_env" in table:
         val = os.environ.get(str(table["key_env"]))
         if not val:
-            raise UsageError(f"{where}.key_env: environment variable {table['key_env']} is not set")
+            raise UsageError(f"key_env: environment variable {table['key_env']} is not set")
         return val
     if "key_file" in table:
         p = Path(str(table["key_file"])).expanduser()
         try:
-            return p.read_text().strip()
+            key = p.read_text().strip()
         except OSError as e:
-            raise UsageError(f"{where}.key_file: cannot read {p}: {e.strerror}") from None
+            raise UsageError(f"key_file: cannot read {p}: {e.strerror}") from None
+        if not key:
+            raise UsageError(f"key_file: {p} is empty; put the stream key in it")
+        return key
     return None
 
 
-def _opt_str(table: dict[str, Any], key: str) -> str | None:
-    v = table.get(key)
-    if v is not None and not isinstance(v, str):
-        raise TypeError(f"{key} must be a string, got {v!r}")
-    return v
+def _until(value: Any) -> float:
+    if isinstance(value, dt.datetime):
+        return parse_until(value.isoformat())  # a TOML datetime: until = 2026-12-01T22:00:00
+    return parse_until(str(value))
 
 
 def _check_shape(path: Path, data: dict[str, Any]) -> None:
-    """Tables where tables belong, so later lookups cannot trip over a stray value."""
+    """Tables where tables belong, and no top-level key but [defaults] and [streams]."""
+    for key in data:
+        if key not in ("defaults", "streams"):
+            hint = did_you_mean(key, ["defaults", "streams"]) or "; only [defaults] and [streams.NAME]"
+            raise UsageError(f"config {path}: unknown table {key!r}{hint}")
     for key in ("defaults", "streams"):
         if not isinstance(data.get(key, {}), dict):
-            raise FileError(f"config {path}: [{key}] must be a table")
+            raise UsageError(f"config {path}: [{key}] must be a table")
     for name, table in data.get("streams", {}).items():
         if not isinstance(table, dict):
-            raise FileError(f"config {path}: streams.{name} must be a table like [streams.{name}]")
+            raise UsageError(f"config {path}: streams.{name} must be a table like [streams.{name}]")
 
 
 @dataclass
@@ -221,48 +359,72 @@ class Config:
         return dict(self.data.get("streams", {}))
 
     def settings(self) -> Settings:
+        defaults = self.data.get("defaults", {})
+        check_table(self.path, defaults, "defaults", stream=False)
         try:
-            return _settings(self.data.get("defaults", {}), Settings(), "defaults")
-        except (TypeError, ValueError) as e:
-            raise UsageError(f"{self.path}: [defaults]: {e}") from None
+            return _settings(defaults, Settings())
+        except UsageError as e:
+            raise UsageError(f"config {self.path}: [defaults] {e}") from None
+
+    def _table(self, name: str) -> dict[str, Any]:
+        table = self.streams.get(name)
+        if table is None:
+            raise NotFound(f"no stream named {name!r} in {self.path}{did_you_mean(name, self.streams)}")
+        check_table(self.path, table, f"streams.{name}", stream=True)
+        return table
 
     def budget(self, name: str) -> float | None:
         """NAME's budget in seconds, without building (and reading the secrets of) its whole spec."""
+        table = self._table(name)
         try:
-            return _budget(self.streams[name], f"streams.{name}")
-        except (TypeError, ValueError) as e:
-            raise UsageError(f"{self.path}: [streams.{name}]: {e}") from None
+            return _budget(table)
+        except UsageError as e:
+            raise UsageError(f"config {self.path}: [streams.{name}] {e}") from None
 
     def spec(self, name: str) -> StreamSpec:
-        table = self.streams.get(name)
-        if table is None:
-            raise NotFound(f"no stream named {name!r} in {self.path}")
+        """NAME's spec as configured; any mistake in its table raises UsageError naming the key."""
+        table = self._table(name)
+        base = self.settings()
         where = f"streams.{name}"
         try:
             return StreamSpec(
                 name=name,
-                input=str(table.get("input", "")),
-                url=str(table.get("url", "")),
-                key=_key(table, where),
-                budget_seconds=_budget(table, where),
-                also=tuple(str(u) for u in table.get("also", [])),
-                until=parse_until(str(table["until"])) if "until" in table else None,
-                mode=str(table.get("mode", "copy")),
-                loop=bool(table.get("loop", True)),
-                input_format=_opt_str(table, "input_format"),
-                bitrate=str(table.get("bitrate", "3000k")),
-                audio_bitrate=str(table.get("audio_bitrate", "128k")),
-                resolution=_opt_str(table, "resolution"),
-                fps=int(table["fps"]) if "fps" in table else None,
+                input=table.get("input", ""),
+                url=table.get("url", ""),
+                key=_key(table),
+                budget_seconds=_budget(table),
+                also=tuple(table.get("also", [])),
+                until=_until(table["until"]) if "until" in table else None,
+                mode=table.get("mode", "copy"),
+                loop=table.get("loop", True),
+                input_format=table.get("input_format"),
+                bitrate=table.get("bitrate", "3000k"),
+                audio_bitrate=table.get("audio_bitrate", "128k"),
+                resolution=table.get("resolution"),
+                fps=table.get("fps"),
                 keyframe_seconds=float(table.get("keyframe_seconds", 2.0)),
-                preset=str(table.get("preset", "veryfast")),
-                settings=_settings(table, self.settings(), where),
+                preset=table.get("preset", "veryfast"),
+                settings=_settings(table, base),
             )
-        except (TypeError, ValueError, AttributeError) as e:
-            raise UsageError(f"{self.path}: [{where}]: {e}") from None
+        except UsageError as e:
+            raise UsageError(f"config {self.path}: [{where}] {e}") from None
+
+    def checked_spec(self, name: str) -> StreamSpec:
+        """NAME's spec, validated as `start` would run it, with a budget or deadline required."""
+        spec = self.spec(name)
+        try:
+            validate_spec(spec)
+        except UsageError as e:
+            raise UsageError(f"config {self.path}: [streams.{name}] {e}") from None
+        if spec.budget_seconds is None and spec.until is None:
+            raise UsageError(
+                f'config {self.path}: [streams.{name}] has no budget: add budget = "5h" (or hours, or until)'
+            )
+        return spec
 
 
 def load_config(paths: Paths) -> Config:
+    """The config, its shape and [defaults] checked (each stream's table is checked when it is used)."""
     path = paths.config_file
     try:
         st = path.stat()
@@ -272,14 +434,14 @@ def load_config(paths: Paths) -> Config:
         raise FileError(f"cannot read config {path}: {e.strerror}") from None
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         # Anyone who can write it can make us run any program as `ffmpeg`.
-        raise FileError(f"config {path} is writable by others; run: chmod 600 {path}")
+        raise ConfigRefused(f"config {path} is writable by others; run: chmod 600 {path}")
     import tomllib  # only when there is a config to read
 
     try:
         with path.open("rb") as f:
             data = tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
-        raise FileError(f"config {path} is not valid TOML: {e}") from None
+        raise ConfigRefused(f"config {path} is not valid TOML: {e}") from None
     except OSError as e:
         raise FileError(f"cannot read config {path}: {e.strerror}") from None
     _check_shape(path, data)
@@ -299,6 +461,7 @@ def config_lock(paths: Paths) -> Path:
 
 
 def add_stream(paths: Paths, name: str, table: dict[str, Any], replace_existing: bool = False) -> StreamSpec:
+    """Write NAME's TABLE to the config once it is valid as a stream `start` could run."""
     validate_name(name)
 
     def candidate() -> tuple[Config, StreamSpec]:
@@ -306,7 +469,7 @@ def add_stream(paths: Paths, name: str, table: dict[str, Any], replace_existing:
         if name in config.streams and not replace_existing:
             raise UsageError(f"stream {name!r} already exists in {config.path}; use --replace")
         new = Config(config.path, {**config.data, "streams": {**config.streams, name: table}})
-        return new, validate_spec(new.spec(name))
+        return new, new.checked_spec(name)
 
     candidate()  # bad input fails here, before the lock file or folder is created
     with locked(config_lock(paths)):
@@ -317,14 +480,25 @@ def add_stream(paths: Paths, name: str, table: dict[str, Any], replace_existing:
 
 def remove_stream(paths: Paths, name: str) -> None:
     validate_name(name)
-    if name not in load_config(paths).streams:
-        raise NotFound(f"no stream named {name!r} in {paths.config_file}")
+    streams = load_config(paths).streams
+    if name not in streams:
+        raise NotFound(f"no stream named {name!r} in {paths.config_file}{did_you_mean(name, streams)}")
     with locked(config_lock(paths)):
         config = load_config(paths)
         if name not in config.streams:
             raise NotFound(f"no stream named {name!r} in {config.path}")
         streams = {k: v for k, v in config.streams.items() if k != name}
         _write(Config(config.path, {**config.data, "streams": streams}))
+
+
+def old_config_hint(paths: Paths) -> str:
+    """As root, a config left in ~/.config/streamctl/ is no longer read: say so where a stream is missed."""
+    if os.environ.get("STREAMCTL_HOME") or paths.config_file.exists():
+        return ""
+    from streamctl.doctor import check_old_config
+
+    found = check_old_config(paths)
+    return f"; {found[0].detail}" if found else ""
 
 
 def resolve_spec(paths: Paths, name: str, overrides: dict[str, Any]) -> StreamSpec:
@@ -336,9 +510,18 @@ def resolve_spec(paths: Paths, name: str, overrides: dict[str, Any]) -> StreamSp
     config = load_config(paths)
     if name in config.streams:
         spec = config.spec(name)
+        try:
+            validate_spec(spec)  # the entry as configured: its mistakes are named as config mistakes
+        except UsageError as e:
+            raise UsageError(f"config {config.path}: [streams.{name}] {e}") from None
     elif given.get("input") and given.get("url"):
         spec = StreamSpec(name=name, input=given["input"], url=given["url"], settings=config.settings())
     else:
-        raise NotFound(f"no stream named {name!r} in {config.path}; add it, or give --input and --url")
+        hint = (
+            did_you_mean(name, config.streams)
+            or old_config_hint(paths)
+            or "; add it, or give --input and --url"
+        )
+        raise NotFound(f"no stream named {name!r} in {config.path}{hint}")
     spec = replace(spec, **given, settings=replace(spec.settings, **settings_changes))
     return validate_spec(spec)

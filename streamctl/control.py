@@ -6,12 +6,13 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from streamctl.config import load_config
-from streamctl.errors import Conflict, NotFound, StreamctlError
+from streamctl.errors import ConfigRefused, Conflict, NotFound, StreamctlError, UsageError, did_you_mean
 from streamctl.fileio import is_locked
 from streamctl.paths import Paths, validate_name
 from streamctl.state import StateStore, StreamState, iso
@@ -62,6 +63,7 @@ class View:
         remaining = st.remaining(now) if live else st.remaining(None if st.until is None else now)
         session = st.session
         session_runtime = st.session_runtime(now) if live else None
+        session_start = session.started_at if session is not None and live else None
         return {
             "name": self.name,
             "status": self.status.value,
@@ -72,6 +74,9 @@ class View:
             "limit": st.limit(now),
             "runtime_seconds": round(runtime, 3),
             "session_runtime_seconds": round(session_runtime, 3) if session_runtime is not None else None,
+            "session_started_at": iso(session_start),
+            # wall time since the current ffmpeg session began (its uptime), not counted media time
+            "uptime_seconds": round(max(0.0, now - session_start), 3) if session_start is not None else None,
             "remaining_seconds": round(remaining, 3) if remaining is not None else None,
             "restarts": st.restarts,
             "sessions": st.session_count,
@@ -80,6 +85,7 @@ class View:
             "end_time": iso(st.end_time),
             "stop_reason": StopReason.SUPERVISOR_LOST.value if self.stale else st.stop_reason,
             "last_exit_code": st.last_exit_code,
+            "last_error": st.last_error,
             "bitrate": st.progress.get("bitrate") if live else None,
             "speed": st.progress.get("speed") if live else None,
             "warning": bool(live and remaining is not None and remaining < WARN_BELOW),
@@ -87,9 +93,18 @@ class View:
         }
 
 
-def _budget_from_config(paths: Paths) -> dict[str, float | None]:
-    """Each configured stream's budget, and only that: no key file is read to show a status."""
-    config = load_config(paths)
+def _budget_from_config(paths: Paths, warn: Callable[[str], None] | None) -> dict[str, float | None]:
+    """Each configured stream's budget, and only that: no key file is read to show a status.
+
+    A config that cannot be read leaves the state files to go by: monitoring must not go dark because
+    someone is editing the config (WARN hears why; without WARN the error is raised)."""
+    try:
+        config = load_config(paths)
+    except (ConfigRefused, UsageError) as e:
+        if warn is None:
+            raise
+        warn(f"{e}; showing the state files only")
+        return {}
     out: dict[str, float | None] = {}
     for name in config.streams:
         try:
@@ -99,17 +114,23 @@ def _budget_from_config(paths: Paths) -> dict[str, float | None]:
     return out
 
 
-def views(paths: Paths, names: list[str] | None = None, now: float | None = None) -> list[View]:
+def views(
+    paths: Paths,
+    names: list[str] | None = None,
+    now: float | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> list[View]:
     """Views of NAMES (all configured or known streams when None). Unknown names raise NotFound."""
     now = time.time() if now is None else now
     store = StateStore(paths)
-    configured = _budget_from_config(paths)
+    configured = _budget_from_config(paths, warn)
     known = sorted(set(store.names()) | set(configured))
     if names:
         for n in names:
             validate_name(n)
             if n not in known:
-                raise NotFound(f"no stream named {n!r} (not configured, never started)")
+                hint = did_you_mean(n, known)
+                raise NotFound(f"no stream named {n!r} (not configured, never started){hint}")
         known = names
     out = []
     for n in known:
@@ -118,6 +139,17 @@ def views(paths: Paths, names: list[str] | None = None, now: float | None = None
         supervised = st.status_enum.running and is_locked(paths.run_lock(n))
         out.append(View(n, st, supervised, now))
     return out
+
+
+def running_supervisor(paths: Paths, name: str) -> int | None:
+    """The pid of NAME's running supervisor (0 if it runs but has not written its pid yet), else None."""
+    if not paths.state_file(name).parent.is_dir() or not is_locked(paths.run_lock(name)):
+        return None
+    try:
+        st = StateStore(paths).load(name)
+    except StreamctlError:
+        return 0
+    return (st.supervisor_pid or 0) if st is not None else 0
 
 
 def reset_runtime(paths: Paths, name: str) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 # Exit codes (README, "Exit codes"). 2 is also what Typer uses for usage errors.
 EXIT_OK = 0
 EXIT_FAILED = 1  # the stream gave up: retries exhausted, or it failed to start
@@ -51,6 +53,11 @@ class FileError(StreamctlError):
     exit_code = EXIT_FILES
 
 
+class ConfigRefused(FileError):
+    """The config was read but cannot be used as it is (not TOML, writable by others): the read commands
+    go by the state files instead; an unreadable file (permissions, a bad path) stays a FileError."""
+
+
 class EnvironmentProblem(StreamctlError):
     exit_code = EXIT_ENVIRONMENT
 
@@ -59,3 +66,11 @@ class StreamFailed(StreamctlError):
     """The supervisor gave up on the stream (retries exhausted)."""
 
     exit_code = EXIT_FAILED
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """'; did you mean 'X'?' for the closest of CHOICES, or ''."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""

@@ -32,9 +32,7 @@ def url_secrets(url: str) -> list[str]:
 
 def mask_url(url: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
     """URL with its secret parts masked: known keys, the stream-key path segment, query, password."""
-    for s in secrets:
-        if s:
-            url = url.replace(s, MASK)
+    url = mask_text(url, secrets)
     if not is_stream_url(url):
         return url
     parts = urlsplit(url)
@@ -50,9 +48,17 @@ def mask_url(url: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
 
 
 def mask_text(text: str, secrets: list[str] | tuple[str, ...]) -> str:
+    """TEXT with every secret masked where it stands as a whole token.
+
+    The rule: a secret is masked wherever it is not part of a longer run of letters and digits, so a
+    short key ("kup") never masks the inside of an ordinary word ("backup"), while the key itself is
+    masked in a URL, a quoted string or a line of its own (a secret ends at '/', '?', ' ', quotes...).
+    """
+    import re
+
     for s in sorted(secrets, key=len, reverse=True):  # longest first: a key inside a longer secret
-        if s:
-            text = text.replace(s, MASK)
+        if s and s in text:
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(s)}(?![A-Za-z0-9])", MASK, text)
     return text
 
 

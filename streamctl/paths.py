@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from streamctl.errors import UsageError
 
+CONFIG_NAME = "streamctl.toml"
+# Root's home: a system service's config and state, in the folder the unit's StateDirectory=streamctl
+# creates (0700). One default for `add`, `start`, the unit and cron, whoever's $HOME they run with.
+SYSTEM_HOME = Path("/var/lib/streamctl")
+
 # Names become file names: keep them to a safe, portable alphabet so no write escapes the state folder.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def under(root: Path, path: Path) -> Path:
+    """PATH inside ROOT (`--root` of install-service and the checks of doctor: another system's files)."""
+    return root / path.relative_to(path.anchor) if path.is_absolute() else root / path
 
 
 def validate_name(name: str) -> str:
@@ -45,17 +56,54 @@ class Paths:
     def log_file(self, name: str) -> Path:
         return self.log_dir / f"{validate_name(name)}.log"
 
+    @property
+    def home(self) -> Path | None:
+        """The STREAMCTL_HOME that gives these paths; None for the per-user XDG folders."""
+        base = self.config_file.parent
+        if self.config_file.name == CONFIG_NAME and self.state_dir == base / "state":
+            return base
+        return None
+
+    def env(self) -> dict[str, str]:
+        """The variables that make `from_env` give these paths again in another environment (a systemd
+        unit, a cron line), so the service and cron use exactly the files this command uses."""
+        if self.home is not None:
+            return {"STREAMCTL_HOME": str(self.home)}
+        cfg, state = self.config_file, self.state_dir
+        if cfg.name == CONFIG_NAME and cfg.parent.name == "streamctl" and state.name == "streamctl":
+            return {"XDG_CONFIG_HOME": str(cfg.parent.parent), "XDG_STATE_HOME": str(state.parent)}
+        raise UsageError(f"config {cfg} and state {state} cannot be given by STREAMCTL_HOME")
+
+    def describe(self) -> str:
+        home = self.home
+        return str(home) if home is not None else f"config {self.config_file}, state {self.state_dir}"
+
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Paths:
+    def in_home(cls, home: Path) -> Paths:
+        return cls(config_file=home / CONFIG_NAME, state_dir=home / "state")
+
+    @classmethod
+    def xdg(cls, env: Mapping[str, str]) -> Paths:
+        """A user's own folders: $XDG_CONFIG_HOME/streamctl/ and $XDG_STATE_HOME/streamctl/."""
+        user_home = Path(env.get("HOME") or Path.home())
+        config_home = Path(env.get("XDG_CONFIG_HOME") or user_home / ".config")
+        state_home = Path(env.get("XDG_STATE_HOME") or user_home / ".local" / "state")
+        return cls(
+            config_file=(config_home / "streamctl" / CONFIG_NAME).absolute(),
+            state_dir=(state_home / "streamctl").absolute(),
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, euid: int | None = None) -> Paths:
+        """Where config and state live for a process with ENV and EUID (default: this one's).
+
+        STREAMCTL_HOME always wins; then root gets SYSTEM_HOME (what the systemd unit and cron use);
+        everyone else the XDG folders. The only place that decides it.
+        """
         e = os.environ if env is None else env
         home = e.get("STREAMCTL_HOME")
         if home:
-            base = Path(home).expanduser()
-            return cls(config_file=base / "streamctl.toml", state_dir=base / "state")
-        user_home = Path(e.get("HOME") or Path.home())
-        config_home = Path(e.get("XDG_CONFIG_HOME") or user_home / ".config")
-        state_home = Path(e.get("XDG_STATE_HOME") or user_home / ".local" / "state")
-        return cls(
-            config_file=config_home / "streamctl" / "streamctl.toml",
-            state_dir=state_home / "streamctl",
-        )
+            return cls.in_home(Path(home).expanduser().absolute())
+        if (os.geteuid() if euid is None else euid) == 0:
+            return cls.in_home(SYSTEM_HOME)
+        return cls.xdg(e)

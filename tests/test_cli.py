@@ -223,6 +223,7 @@ def test_corrupt_state_is_named_kept_and_never_reset(home: Path) -> None:
     "command",
     [
         "add",
+        "check",
         "list",
         "remove",
         "start",

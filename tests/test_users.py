@@ -62,7 +62,7 @@ def test_ffmpeg_discovery_order_and_one_clear_error(home: Path, tmp_path: Path) 
             "STREAMCTL_FFMPEG",
             "config",
             "apt-get install ffmpeg",
-            "streamctl[ffmpeg]",
+            "[ffmpeg]",  # the extra, installed from the checkout (tests/test_service.py: no package index)
         ):
             assert where in r.stderr
     else:  # the optional bundled ffmpeg is installed: then it is used
@@ -186,6 +186,12 @@ def test_systemd_unit_is_valid_and_resumes_after_failure() -> None:
         "7",
     }  # README exit codes
     assert parsed["Install"]["WantedBy"] == "multi-user.target"
+    # the home `add` and `start` use as root (tests/test_service.py checks the rest against install-service)
+    assert (
+        service["Environment"] == "STREAMCTL_HOME=/var/lib/streamctl"
+        and service["StateDirectory"] == "streamctl"
+    )
+    assert "Documentation" not in parsed["Unit"]  # it pointed at a package index streamctl is not on
 
 
 def test_kubernetes_job_and_crontab_examples() -> None:
@@ -199,13 +205,24 @@ def test_kubernetes_job_and_crontab_examples() -> None:
     env = {e["name"]: e for e in container["env"]}
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert env["STREAMCTL_HOME"]["value"] == mounts["state"]  # state survives pod restarts on the volume
-    assert (
-        "secretKeyRef" in env["STREAMCTL_KEY"]["valueFrom"]
-        and "--key-env STREAMCTL_KEY" in container["args"][0]
-    )
+    assert "secretKeyRef" in env["STREAMCTL_KEY"]["valueFrom"]
+    assert container["command"] == ["streamctl"] and "--key-env STREAMCTL_KEY" in " ".join(container["args"])
     assert pod["restartPolicy"] == "OnFailure"
+    assert pod["securityContext"]["runAsUser"] == pod["securityContext"]["fsGroup"] == 10001  # writes /state
+    # the image is built from the checkout (examples/Dockerfile), nothing installed from an index in the pod
+    assert "pip" not in " ".join(container["args"]) and container["image"].endswith("/streamctl:0.1.0")
+    dockerfile = (EXAMPLES / "Dockerfile").read_text()
+    assert "COPY streamctl /src/streamctl" in dockerfile and "pip install --no-cache-dir /src" in dockerfile
+    assert "USER 10001" in dockerfile and 'ENTRYPOINT ["streamctl"]' in dockerfile
+    # every file the Dockerfile copies exists, from the top of the checkout (docker build -f ... .)
+    for line in dockerfile.splitlines():
+        if line.startswith("COPY "):
+            assert all((EXAMPLES.parent / src).exists() for src in line.split()[1:-1]), line
     cron = (EXAMPLES / "crontab").read_text()
-    assert any(ln.startswith("* * * * * ") and ln.split()[6] == "sweep" for ln in cron.splitlines())
+    sweeps = [ln.split() for ln in cron.splitlines() if ln.startswith("* * * * * ")]
+    assert [ln[5:9] for ln in sweeps] == [
+        ["root", "STREAMCTL_HOME=/var/lib/streamctl", "/opt/streamctl/bin/streamctl", "sweep"]
+    ]
     config = (EXAMPLES / "streamctl.toml").read_text()
     import tomllib
 
