@@ -205,7 +205,7 @@ def bench_stop(work: Path, media: Path, repeats: int) -> None:
         for rep in range(repeats):
             name = f"stop{rep}"
             sup = subprocess.Popen([PY, "-m", "streamctl", "start", name, "-q", "--input", str(media), "--url",
-                                    rtmp.url, "--key", f"k{rep}", "--duration", "6s"], env=env)  # fmt: skip
+                                    rtmp.url, "--key", f"bench-key-{rep}", "--duration", "6s"], env=env)  # fmt: skip
             session = wait_state(home, name, lambda st: st["status"] == "live" and st["session"])["session"]
             time.sleep(max(0.0, session["started_at"] + 4.0 - time.time()))
             pid = session["ffmpeg_pid"]
@@ -247,7 +247,7 @@ def bench_restart(work: Path, media: Path, repeats: int) -> None:
     try:
         name = "restart"
         sup = subprocess.Popen([PY, "-m", "streamctl", "start", name, "-q", "--input", str(media), "--url",
-                                rtmp.url, "--key", "rk3y", "--duration", "120s", "--restart-delay", str(delay),
+                                rtmp.url, "--key", "restart-key", "--duration", "120s", "--restart-delay", str(delay),
                                 "--retries", "100"], env=env)  # fmt: skip
         for _ in range(repeats):
             pid = wait_state(home, name, lambda st: st["status"] == "live")["session"]["ffmpeg_pid"]
@@ -303,7 +303,7 @@ stopasgroup=true
 """)
     try:
         sup = subprocess.Popen([PY, "-m", "streamctl", "start", "own", "-q", "--input", str(media), "--url",
-                                rtmp.url, "--key", "own", "--duration", f"{seconds + 30:g}s"],
+                                rtmp.url, "--key", "overhead-key", "--duration", f"{seconds + 30:g}s"],
                                env=env)  # fmt: skip
         supd = subprocess.Popen([supervisord_python(), "-m", "supervisor.supervisord", "-c", str(conf)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -386,7 +386,7 @@ def bench_scale(work: Path, media: Path, budget: float = 20.0) -> None:
             home = work / f"home-scale-{n}"
             env = {**os.environ, "STREAMCTL_HOME": str(home)}
             procs = [subprocess.Popen([PY, "-m", "streamctl", "start", f"n{n}s{i}", "-q", "--input", str(media),
-                                       "--url", rtmp.url, "--key", f"n{n}s{i}", "--duration", f"{budget:g}s"],
+                                       "--url", rtmp.url, "--key", f"scale-key-{n}-{i}", "--duration", f"{budget:g}s"],
                                       env=env) for i in range(n)]  # fmt: skip
             for i in range(n):  # all live: start-up (preflight ffprobe, connect) is not the steady state
                 wait_state(home, f"n{n}s{i}", lambda st: st["status"] == "live", timeout=60)
@@ -407,7 +407,7 @@ def bench_scale(work: Path, media: Path, budget: float = 20.0) -> None:
             cpu = 100 * (total(lambda p: sum(p.cpu_times()[:2])) - c0) / (time.monotonic() - t0)
             codes = [p.wait() for p in procs]
             time.sleep(1.1)
-            errs = [sum(rtmp.durations(f"n{n}s{i}")) - budget for i in range(n)]
+            errs = [sum(rtmp.durations(f"scale-key-{n}-{i}")) - budget for i in range(n)]
             worst = max(errs, key=abs)
             record(
                 "scale",

@@ -103,22 +103,30 @@ def add(
 
     Example: streamctl add morning -i show.mp4 --url rtmp://host/live --key-file ~/.yt-key --hours 5
     """
+    import time
     from pathlib import Path
 
     from streamctl.config import add_stream, parse_until
+    from streamctl.durations import exact_duration
 
     budget = _budget(hours, duration)
-    given = [f"--{k}" for k, v in (("key", key), ("key-file", key_file), ("key-env", key_env)) if v]
+    given = [
+        f"--{k}" for k, v in (("key", key), ("key-file", key_file), ("key-env", key_env)) if v is not None
+    ]
     if len(given) > 1:
         raise UsageError(f"give one of --key, --key-file or --key-env, not {' and '.join(given)}")
     if budget is None and until is None:
         raise UsageError(f"stream {name!r} needs a budget: give --hours or --duration (or --until)")
     if mode == "copy":
-        extra = [f"--{k}" for k, v in (("bitrate", bitrate), ("resolution", resolution), ("fps", fps)) if v]
+        extra = [
+            k
+            for k, v in (("--bitrate", bitrate), ("--resolution", resolution), ("--fps", fps))
+            if v is not None
+        ]
         if extra:
             raise UsageError(f"{extra[0]} does nothing in copy mode: add --mode encode, or drop {extra[0]}")
-    if until is not None:
-        parse_until(until)
+    if until is not None and parse_until(until) <= time.time():
+        raise UsageError(f"--until {until} has passed: give a later deadline")
     if key_file is not None:
         key_file = str(Path(key_file).expanduser().absolute())  # the service may run with another $HOME
     table: dict[str, Any] = {"input": input, "url": url, "mode": mode, "loop": loop}
@@ -135,11 +143,14 @@ def add(
         if v is not None:
             table[k] = v
     if budget is not None:
-        table["budget"] = f"{budget:g}s"
+        table["budget"] = exact_duration(budget)
     paths = _paths()
+    from streamctl.config import load_config
+
+    existed = name in load_config(paths).streams
     add_stream(paths, name, table, replace_existing=replace)
-    typer.echo(f"{'replaced' if replace else 'added'} {name} in {paths.config_file}")
-    if replace:
+    typer.echo(f"{'replaced' if existed else 'added'} {name} in {paths.config_file}")
+    if existed:
         _warn_running(name, f"it keeps its old settings until restarted (streamctl stop {name}, then start)")
 
 
@@ -217,8 +228,8 @@ def check(
         if not findings:
             typer.echo(f"no streams configured in {paths.config_file}")
         for f in findings:
-            if f.ok:
-                typer.echo(f"ok    {f.name:<16} {f.what:<7} {f.detail}")
+            if f.ok:  # "skip": it could not be checked here (no ffprobe); not a failure
+                typer.echo(f"{'ok' if f.checked else 'skip':<6}{f.name:<16} {f.what:<7} {f.detail}")
             else:
                 prefix = f"{f.name}: " if f.name and not f.detail.startswith("config ") else ""
                 sys.stderr.write(error_line(prefix + f.detail))
@@ -295,8 +306,13 @@ def start(
     if detach and not os.environ.get("_STREAMCTL_DETACHED"):
         from streamctl.detach import start_detached
 
-        pid = start_detached(paths, spec, ffmpeg, sys.argv[1:])
+        pid, first_error = start_detached(paths, spec, ffmpeg, sys.argv[1:])
         typer.echo(f"{name}: started in the background, supervisor pid {pid}; log: {paths.log_file(name)}")
+        if first_error:
+            _warn(
+                f"{name}: the first attempt failed: {first_error}; it retries in the background "
+                f"(streamctl status {name})"
+            )
         return
     from streamctl.supervise import exec_supervisor
 
@@ -343,7 +359,7 @@ def status(
     Examples: streamctl status --watch ; streamctl status --format prometheus > streamctl.prom
     """
     from streamctl import control
-    from streamctl.table import render_status, terminal_width, use_colour, watch_title
+    from streamctl.table import render_status, terminal_width, use_colour, watch_title, wrap
 
     if format not in ("table", "json", "prometheus"):
         raise UsageError(f"--format must be table, json or prometheus, got {format!r}")
@@ -370,7 +386,7 @@ def status(
                 time.sleep(1.0)
                 notes: list[str] = []  # a config broken meanwhile: said on the screen, not scrolled away
                 rows = [v.as_dict() for v in control.views(paths, names or None, warn=notes.append)]
-                rows_note = "".join(f"warning: {n}\n" for n in notes)
+                rows_note = "".join(f"{line}\n" for n in notes for line in wrap(f"warning: {n}", width))
         except KeyboardInterrupt:
             pass
     elif not rows:
@@ -388,11 +404,13 @@ def logs(
     """Print (or follow) a stream's log.  Example: streamctl logs morning -f"""
     import time
 
-    from streamctl.errors import NotFound
+    from streamctl.errors import NotFound, did_you_mean
 
     path = _paths().log_file(name)
     if not path.exists():
-        raise NotFound(f"no log for stream {name!r} at {path}")
+        # the streams that have a log: no config is read, so a broken one does not get in the way
+        have = sorted(p.stem for p in path.parent.glob("*.log")) if path.parent.is_dir() else []
+        raise NotFound(f"no log for stream {name!r} at {path}{did_you_mean(name, have)}")
     with path.open("r", encoding="utf-8", errors="replace") as f:
         sys.stdout.writelines(f.readlines()[-lines:] if lines > 0 else [])
         sys.stdout.flush()
@@ -545,7 +563,7 @@ def install_service(
     this streamctl's path and this config's home, then enable and start streamctl@NAME.
 
     As root: /etc/systemd/system and /etc/cron.d/streamctl; otherwise a user unit, and the crontab line
-    is printed. Re-running changes nothing.
+    is printed. Re-running changes nothing; a unit of another home or streamctl is refused (exit 4).
 
     Example: streamctl install-service morning
     """

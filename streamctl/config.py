@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from streamctl.durations import check_seconds, parse_duration
 from streamctl.errors import ConfigRefused, FileError, NotFound, UsageError, did_you_mean
 from streamctl.fileio import atomic_write, locked
-from streamctl.masking import STREAM_SCHEMES, url_secrets
+from streamctl.masking import MIN_KEY, STREAM_SCHEMES, url_secrets
 from streamctl.paths import Paths, validate_name
 
 MODES = ("copy", "encode")
@@ -149,13 +149,20 @@ def check_table(path: Path, table: dict[str, Any], where: str, stream: bool) -> 
 def check_url(url: str, what: str = "url") -> None:
     """An ingest URL needs a scheme; without one it must be a file path to record to."""
     parts = urlsplit(url)
+    scheme = parts.scheme.lower()
     if "://" in url:
-        scheme = parts.scheme.lower()
         if scheme not in (*STREAM_SCHEMES, "file"):
             raise UsageError(f"{what} must be rtmp://, rtmps://, srt:// or a file path, got {scheme}://")
         if scheme in STREAM_SCHEMES and not parts.hostname:
             raise UsageError(f"{what} {scheme}://... has no host name")
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            raise UsageError(f"{what} {scheme}://{parts.hostname}:...: the port is not a number") from None
         return
+    if scheme in STREAM_SCHEMES:  # rtmp:/host or rtmp:host
+        host = url.split(":", 1)[1].lstrip("/").split("/", 1)[0]
+        raise UsageError(f"{what} needs two slashes after {scheme}: write {scheme}://{host}/...")
     if url.startswith(("/", "./", "../")) or url.lower().endswith(_OUTPUT_FILE):
         return  # a file: record to it (tests, archives)
     first = url.split("/", 1)[0]
@@ -234,6 +241,11 @@ def validate_spec(spec: StreamSpec) -> StreamSpec:
             raise UsageError("with several destinations, each must be an rtmp:// or rtmps:// URL without '|'")
     if spec.key is not None and (not spec.key or any(c in spec.key for c in "/?#\n ")):
         raise UsageError("stream key must be non-empty, without '/', '?', '#' or spaces")
+    if spec.key is not None and len(spec.key) < MIN_KEY:
+        raise UsageError(
+            f"stream key is {len(spec.key)} characters; streamctl needs at least {MIN_KEY}, so that masking "
+            "it never hides ordinary text (a server with short keys: write the key into the url)"
+        )
     if spec.mode not in MODES:
         raise UsageError(f"mode must be copy or encode, got {spec.mode!r}")
     if spec.input_format is None and "://" not in spec.input and not Path(spec.input).exists():
@@ -268,6 +280,11 @@ def validate_spec(spec: StreamSpec) -> StreamSpec:
     return spec
 
 
+def iso_local(ts: float) -> str:
+    """Unix time as local ISO 8601 to the minute, for messages."""
+    return dt.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="minutes")
+
+
 def parse_until(text: str) -> float:
     """A deadline like 2026-12-01T22:00 (local time unless it has an offset) as unix time."""
     try:
@@ -287,11 +304,16 @@ def _seconds(value: Any, what: str) -> float:
 
 def _budget(table: dict[str, Any]) -> float | None:
     if "hours" in table:
-        return check_seconds(float(table["hours"]) * 3600.0, "hours")
+        hours = float(table["hours"])
+        if not hours > 0:
+            raise UsageError(f"hours must be greater than zero, got {table['hours']}")
+        return check_seconds(hours * 3600.0, "hours")
     b = table.get("budget")
     if b is None:
         return None
     if isinstance(b, int | float) and not isinstance(b, bool):
+        if not b > 0:
+            raise UsageError(f"budget must be greater than zero, got {b} (a bare number means hours)")
         return check_seconds(float(b) * 3600.0, "budget")  # a bare number means hours
     return parse_duration(str(b), "budget")
 
@@ -309,14 +331,16 @@ def _settings(table: dict[str, Any], base: Settings) -> Settings:
     return replace(base, **changes)
 
 
-def _key(table: dict[str, Any]) -> str | None:
+def _key(table: dict[str, Any], need_env: bool = True) -> str | None:
+    """The stream key from its one source. NEED_ENV False: a key_env not set here is no error (`add`:
+    the variable is read by `start`, perhaps in a unit or a pod that has it)."""
     if "key" in table:
         return str(table["key"])
     if "key_env" in table:
         val = os.environ.get(str(table["key_env"]))
-        if not val:
+        if not val and need_env:
             raise UsageError(f"key_env: environment variable {table['key_env']} is not set")
-        return val
+        return val or None
     if "key_file" in table:
         p = Path(str(table["key_file"])).expanduser()
         try:
@@ -381,7 +405,7 @@ class Config:
         except UsageError as e:
             raise UsageError(f"config {self.path}: [streams.{name}] {e}") from None
 
-    def spec(self, name: str) -> StreamSpec:
+    def spec(self, name: str, need_env: bool = True) -> StreamSpec:
         """NAME's spec as configured; any mistake in its table raises UsageError naming the key."""
         table = self._table(name)
         base = self.settings()
@@ -391,7 +415,7 @@ class Config:
                 name=name,
                 input=table.get("input", ""),
                 url=table.get("url", ""),
-                key=_key(table),
+                key=_key(table, need_env),
                 budget_seconds=_budget(table),
                 also=tuple(table.get("also", [])),
                 until=_until(table["until"]) if "until" in table else None,
@@ -409,11 +433,16 @@ class Config:
         except UsageError as e:
             raise UsageError(f"config {self.path}: [{where}] {e}") from None
 
-    def checked_spec(self, name: str) -> StreamSpec:
-        """NAME's spec, validated as `start` would run it, with a budget or deadline required."""
-        spec = self.spec(name)
+    def checked_spec(self, name: str, need_env: bool = True) -> StreamSpec:
+        """NAME's spec, validated as `start` would run it, with a budget or a future deadline required."""
+        import time
+
+        spec = self.spec(name, need_env)
         try:
             validate_spec(spec)
+            if spec.until is not None and spec.until <= time.time():
+                passed = iso_local(spec.until)
+                raise UsageError(f"until {passed} has passed: set a later deadline or remove it")
         except UsageError as e:
             raise UsageError(f"config {self.path}: [streams.{name}] {e}") from None
         if spec.budget_seconds is None and spec.until is None:
@@ -441,7 +470,7 @@ def load_config(paths: Paths) -> Config:
         with path.open("rb") as f:
             data = tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
-        raise ConfigRefused(f"config {path} is not valid TOML: {e}") from None
+        raise UsageError(f"config {path} is not valid TOML: {e}") from None  # a config mistake: exit 2
     except OSError as e:
         raise FileError(f"cannot read config {path}: {e.strerror}") from None
     _check_shape(path, data)
@@ -469,7 +498,10 @@ def add_stream(paths: Paths, name: str, table: dict[str, Any], replace_existing:
         if name in config.streams and not replace_existing:
             raise UsageError(f"stream {name!r} already exists in {config.path}; use --replace")
         new = Config(config.path, {**config.data, "streams": {**config.streams, name: table}})
-        return new, new.checked_spec(name)
+        try:
+            return new, new.checked_spec(name, need_env=False)
+        except UsageError as e:  # the user gave flags, not a table: name the value, not the config file
+            raise UsageError(str(e).removeprefix(f"config {config.path}: [streams.{name}] ")) from None
 
     candidate()  # bad input fails here, before the lock file or folder is created
     with locked(config_lock(paths)):

@@ -103,14 +103,16 @@ def _budget_from_config(paths: Paths, warn: Callable[[str], None] | None) -> dic
     except (ConfigRefused, UsageError) as e:
         if warn is None:
             raise
-        warn(f"{e}; showing the state files only")
+        warn(f"{e} (showing what the state files say)")
         return {}
     out: dict[str, float | None] = {}
     for name in config.streams:
         try:
             out[name] = config.budget(name)
-        except StreamctlError:
+        except StreamctlError as e:
             out[name] = None
+            if warn is not None:
+                warn(str(e))  # shown all the same; `start` would refuse it
     return out
 
 
@@ -152,6 +154,15 @@ def running_supervisor(paths: Paths, name: str) -> int | None:
     return (st.supervisor_pid or 0) if st is not None else 0
 
 
+def _configured(paths: Paths) -> list[str]:
+    """The configured streams; none when the config cannot be read, so that stop and reset-runtime go by
+    the state files (and suggest from them) while someone is editing it, instead of failing on it."""
+    try:
+        return list(load_config(paths).streams)
+    except StreamctlError:
+        return []
+
+
 def reset_runtime(paths: Paths, name: str) -> float:
     """Zero the cumulative runtime of a stream that is not running. Returns the runtime it had."""
     from streamctl.fileio import locked
@@ -159,9 +170,10 @@ def reset_runtime(paths: Paths, name: str) -> float:
     validate_name(name)
     store = StateStore(paths)
     if not paths.state_file(name).exists():
-        if name in load_config(paths).streams:
+        configured = _configured(paths)
+        if name in configured:
             return 0.0  # configured, never started: nothing to reset
-        raise NotFound(f"no stream named {name!r}")
+        raise NotFound(f"no stream named {name!r}{did_you_mean(name, [*configured, *store.names()])}")
     with locked(paths.state_lock(name)):
         st = store.load(name)
         if st is None:
@@ -197,9 +209,11 @@ def stop(paths: Paths, name: str, timeout: float = 30.0) -> str:
     validate_name(name)
     store = StateStore(paths)
     st = store.load(name)
-    if st is None and name not in load_config(paths).streams:
-        raise NotFound(f"no stream named {name!r}")
     lock = paths.run_lock(name)
+    if st is None and not is_locked(lock):
+        configured = _configured(paths)
+        if name not in configured:
+            raise NotFound(f"no stream named {name!r}{did_you_mean(name, [*configured, *store.names()])}")
     if is_locked(lock):
         deadline = time.monotonic() + timeout
         ident = None

@@ -26,7 +26,7 @@ from streamctl import receiver
 from streamctl.config import Settings, StreamSpec
 from streamctl.paths import Paths
 
-KEY = "demo-key"
+KEY = "demo-stream-key"  # at least masking.MIN_KEY characters
 
 
 class ListenerReceiver:

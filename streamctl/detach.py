@@ -1,4 +1,5 @@
-"""`start --detach`: the same supervisor, in its own session, with this command returning at once."""
+"""`start --detach`: the same supervisor, in its own session; this command returns once it is live, or
+its first attempt failed (a warning), or it gave up (an error), or after a few seconds."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 from streamctl.config import StreamSpec
 from streamctl.errors import ERROR_PREFIX, StreamctlError
@@ -18,11 +20,14 @@ DETACHED = "_STREAMCTL_DETACHED"
 
 
 def start_detached(
-    paths: Paths, spec: StreamSpec, ffmpeg: str | None, args: list[str], wait: float = 10.0
-) -> int:
-    """Launch `streamctl ARGS -q` detached; return its pid once it has taken the stream.
+    paths: Paths, spec: StreamSpec, ffmpeg: str | None, args: list[str], wait: float = 15.0
+) -> tuple[int, str | None]:
+    """Launch `streamctl ARGS -q` detached; return its pid, and why its first attempt failed, if it did.
 
-    Everything checkable is checked here first, so bad input fails in this terminal, not in a log.
+    Everything checkable is checked here first, so bad input fails in this terminal, not in a log. Then it
+    waits (up to WAIT seconds) for the first outcome: the stream is live; or its first session failed and
+    the supervisor waits to retry (returned: the cause); or the supervisor exited (raised, with its exit
+    code and error line). With none of them within WAIT, it returns as the supervisor goes on.
     """
     from streamctl.supervisor import prepare_input
 
@@ -41,7 +46,9 @@ def start_detached(
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             rc = child.poll()
-            if rc is not None:  # it ended at once: already running, budget spent, ...
+            if rc == 0:  # the whole (short) budget streamed already
+                return child.pid, None
+            if rc is not None:  # it ended: already running, budget spent, every attempt failed, ...
                 err.seek(0)
                 message = err.read().decode(errors="replace").strip().removeprefix(ERROR_PREFIX)
                 e = StreamctlError(message or f"the supervisor exited with {rc}")
@@ -49,9 +56,24 @@ def start_detached(
                 raise e
             try:
                 st = json.loads(paths.state_file(spec.name).read_text())
-                if st.get("supervisor_pid") == child.pid:
-                    return child.pid
             except (OSError, ValueError):
-                pass
+                st = None
+            if isinstance(st, dict) and st.get("supervisor_pid") == child.pid:
+                if st.get("status") == "live":
+                    return child.pid, None
+                failed = _first_failure(st)
+                if failed:
+                    return child.pid, failed
             time.sleep(0.05)
-    return child.pid
+    return child.pid, None
+
+
+def _first_failure(st: dict[str, Any]) -> str | None:
+    """The cause (masked) when this supervisor run's last session failed and it waits to retry."""
+    sessions = st.get("sessions") or []
+    last = sessions[-1] if sessions and isinstance(sessions[-1], dict) else {}
+    this_run = (last.get("started_at") or 0) >= (st.get("started_at") or float("inf"))
+    if st.get("status") == "backoff" and this_run and last.get("end") in ("failed", "stalled"):
+        error = st.get("last_error")
+        return str(error) if error else None
+    return None

@@ -262,6 +262,14 @@ def _unit_runner(where: str, files: list[Path], root: Path, euid: int, home: str
     return _Runner(where, {"HOME": home, **env}, euid, exe.lstrip("@-:+!"), SYSTEMD_PATH)
 
 
+def unit_uses(unit: Path, root: Path, euid: int, home: str) -> tuple[Paths, str] | str:
+    """The config and state, and the streamctl, that UNIT (with its drop-ins) runs for a manager of EUID
+    (0: the system one) whose HOME is HOME; or why that is unknown. OSError if UNIT cannot be read."""
+    drop_ins = sorted(Path(f"{unit}.d").glob("*.conf"))
+    r = _unit_runner(str(unit), [unit, *drop_ins], root, euid, home)
+    return r if isinstance(r, str) else (Paths.from_env(r.env, r.euid), r.exe)
+
+
 def _problem(r: _Runner, paths: Paths, root: Path) -> str | None:
     """Why R would not act on PATHS with a working streamctl; None when it would."""
     if os.sep in r.exe:
@@ -289,6 +297,9 @@ def _verdict(name: str, runners: list[_Runner | str], paths: Paths, root: Path, 
             assert isinstance(r, _Runner)
             return Check(name, True, f"{r.where}: {r.exe}, for {paths.describe()}", needed=False)
         problems.append(problem)
+    if len(problems) > 1:  # several sweep lines (one per home), none for this one: say there are more
+        more = len(problems) - 1
+        problems[0] += f" (and {more} more line{'s' * (more != 1)} that would not either)"
     return Check(name, False, problems[0] if problems else missing, needed=False)
 
 

@@ -65,3 +65,12 @@ def format_duration(seconds: float | None) -> str:
     if h:
         return f"{h}h{m:02d}m{s:02d}s"
     return f"{m}m{s:02d}s"
+
+
+def exact_duration(seconds: float) -> str:
+    """SECONDS as the config writes them: `5h`, `1h30m`, `90s` (parse_duration reads it back exactly)."""
+    if seconds != int(seconds):
+        return f"{seconds:g}s"
+    h, rest = divmod(int(seconds), 3600)
+    m, s = divmod(rest, 60)
+    return "".join(f"{v}{u}" for v, u in ((h, "h"), (m, "m"), (s, "s")) if v) or "0s"

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from streamctl.config import StreamSpec
 from streamctl.errors import EnvironmentProblem, UsageError
-from streamctl.masking import MASK, is_stream_url, mask_text
+from streamctl.masking import MASK, is_stream_url, mask_text, mask_url, url_secrets
 
 STATS_PERIOD = 0.5
 
@@ -178,38 +178,74 @@ RTMP_VIDEO = {"h264"}
 RTMP_AUDIO = {"aac", "mp3"}
 
 
-def preflight_input(ffmpeg: str, spec: StreamSpec, timeout: float = 15.0) -> None:
-    """Refuse a local input that ffprobe cannot read as media, with ffprobe's own reason; in copy mode to
-    an RTMP ingest (YouTube, Twitch), refuse codecs it will not take: H.264 in yuv420p, AAC or MP3.
+NET_TIMEOUT = 4.0  # `check` on a network input: ffprobe's own I/O timeout (-rw_timeout, -timeout)...
+NET_PROBE_TIMEOUT = 8.0  # ...and the most it waits for that ffprobe
+NET_ANALYZE = 2.5  # seconds of a live source ffprobe reads to find its streams
+# Protocols whose -timeout is an I/O timeout in microseconds (rtmp's means: listen for a connection).
+_IO_TIMEOUT_SCHEMES = {"http", "https", "tcp", "tls", "udp", "rtsp", "rtsps", "srt"}
 
-    Skipped for generated (lavfi), playlist and network inputs, and when no ffprobe is found beside
-    ffmpeg or on PATH (the bundled ffmpeg has none): ffmpeg or the ingest then fails later instead.
-    """
+
+def _input_secrets(spec: StreamSpec) -> list[str]:
+    """What to mask in text about SPEC's input: the stream's secrets, the input URL's own (for any URL,
+    not only rtmp/srt: an http input may carry a token in its query or a password)."""
+    out = [*spec.secrets(), *url_secrets(spec.input)]
+    if "://" in spec.input and not is_stream_url(spec.input):
+        parts = urlsplit(spec.input)
+        out += [parts.netloc.rsplit("@", 1)[0]] if "@" in parts.netloc else []
+        out += [spec.input.split("?", 1)[1]] if "?" in spec.input else []
+    return [s for s in out if s]
+
+
+def shown_input(spec: StreamSpec) -> str:
+    """SPEC's input fit to print: a URL's key, query and password masked (mask_url)."""
+    return mask_url(mask_text(spec.input, _input_secrets(spec)), spec.secrets())
+
+
+def _probe_argv(ffprobe: str, spec: StreamSpec, net_timeout: float | None) -> list[str]:
+    """ffprobe opening SPEC's input with the input options ffmpeg gets (build_argv)."""
+    argv = [ffprobe, "-v", "error", "-show_entries", "stream=codec_type,codec_name,pix_fmt", "-of", "json"]
+    if net_timeout is not None and "://" in spec.input:
+        us = str(round(net_timeout * 1e6))
+        # a live source with fewer streams than its header announces is analyzed this long (default 5 s)
+        argv += ["-rw_timeout", us, "-analyzeduration", str(round(NET_ANALYZE * 1e6))]
+        if urlsplit(spec.input).scheme.lower() in _IO_TIMEOUT_SCHEMES:
+            argv += ["-timeout", us]
+    if spec.input_format:
+        argv += ["-f", spec.input_format]
+    if spec.input_format == "concat":
+        argv += ["-safe", "0"]
+    return [*argv, "-i", spec.input]
+
+
+def _ffprobe(argv: list[str], timeout: float) -> tuple[int, list[dict[str, str]], str]:
+    """ffprobe's exit code, streams and stderr; raises OSError, TimeoutExpired or ValueError."""
     import json
     import subprocess
 
-    if spec.input_format is not None or "://" in spec.input:
-        return
-    ffprobe = find_ffprobe(ffmpeg)
-    if ffprobe is None:
-        return
-    try:
-        r = subprocess.run(
-            [ffprobe, "-v", "error", "-show_entries", "stream=codec_type,codec_name,pix_fmt", "-of", "json",
-             spec.input],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        streams = json.loads(r.stdout or "{}").get("streams", [])
-    except (OSError, subprocess.TimeoutExpired, ValueError):
-        return
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    streams = json.loads(r.stdout or "{}").get("streams", [])
+    return r.returncode, streams, r.stderr
+
+
+def _probe_reason(spec: StreamSpec, stderr: str) -> str:
+    """ffprobe's reason, from its last line (without the input's name), with the key masked."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    if not lines:
+        return "no audio or video stream"
+    why = lines[-1].removeprefix(spec.input + ": ")
+    if why == "Invalid argument":  # EINVAL says little; the line of the part that refused says more
+        said = [m.group(2) for m in map(_CONTEXT.match, lines[:-1]) if m]
+        if said:
+            why = f"{said[-1]} ({why})"
+    return mask_text(why, _input_secrets(spec))
+
+
+def _judge(spec: StreamSpec, rc: int, streams: list[dict[str, str]], stderr: str, failed: str) -> None:
+    """Raise UsageError(FAILED: reason) unless ffprobe found media; then the copy-mode codec rule."""
     video = [st for st in streams if st.get("codec_type") == "video"]
     audio = [st for st in streams if st.get("codec_type") == "audio"]
-    if r.returncode != 0 or not (video or audio):
-        why = (r.stderr.strip().splitlines() or ["no audio or video stream"])[-1]
-        raise UsageError(f"input {spec.input} is not media ffmpeg can stream: {why}")
+    if rc != 0 or not (video or audio):
+        raise UsageError(f"{failed}: {_probe_reason(spec, stderr)}")
     if spec.mode != "copy" or urlsplit(spec.output_url).scheme.lower() not in ("rtmp", "rtmps"):
         return
     bad = [
@@ -218,10 +254,69 @@ def preflight_input(ffmpeg: str, spec: StreamSpec, timeout: float = 15.0) -> Non
         if st.get("codec_name") not in RTMP_VIDEO or st.get("pix_fmt") != "yuv420p"
     ] + [f"audio {st.get('codec_name')}" for st in audio[:1] if st.get("codec_name") not in RTMP_AUDIO]
     if bad:
+        is_file = spec.input_format is None and "://" not in spec.input
         raise UsageError(
             f"copy mode cannot send {' and '.join(bad)} to an RTMP ingest (it needs H.264 yuv420p video and "
-            "AAC or MP3 audio): use --mode encode, or re-encode the file once"
+            "AAC or MP3 audio): use --mode encode" + (", or re-encode the file once" if is_file else "")
         )
+
+
+def preflight_input(ffmpeg: str, spec: StreamSpec, timeout: float = 15.0) -> None:
+    """Refuse a local input that ffprobe cannot read as media, with ffprobe's own reason; in copy mode to
+    an RTMP ingest (YouTube, Twitch), refuse codecs it will not take: H.264 in yuv420p, AAC or MP3.
+
+    Skipped for generated (lavfi), playlist and network inputs, and when no ffprobe is found beside
+    ffmpeg or on PATH (the bundled ffmpeg has none): ffmpeg or the ingest then fails later instead.
+    `start` runs this; `check` runs probe_input, which probes every input.
+    """
+    import subprocess
+
+    if spec.input_format is not None or "://" in spec.input:
+        return
+    ffprobe = find_ffprobe(ffmpeg)
+    if ffprobe is None:
+        return
+    try:
+        rc, streams, stderr = _ffprobe(_probe_argv(ffprobe, spec, None), timeout)
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return
+    _judge(spec, rc, streams, stderr, f"input {spec.input} is not media ffmpeg can stream")
+
+
+NO_FFPROBE = "not probed: no ffprobe beside ffmpeg"
+
+
+def probe_input(ffmpeg: str, spec: StreamSpec, timeout: float = 15.0) -> str | None:
+    """`check`: probe SPEC's input as ffmpeg will open it (its -f, a network input within NET_TIMEOUT);
+    raise UsageError naming the input and ffprobe's reason if it fails, or if copy mode cannot send it.
+
+    None when probed and fine; else why it was not probed (no ffprobe: the bundled ffmpeg has none).
+    A playlist is probed by the caller, file by file.
+    """
+    import subprocess
+
+    ffprobe = find_ffprobe(ffmpeg)
+    if ffprobe is None:
+        return NO_FFPROBE
+    network = "://" in spec.input
+    shown = shown_input(spec)
+    if network:
+        failed = f"input {shown}: ffprobe cannot read it"
+    elif spec.input_format:
+        failed = f"input {shown} is not a valid -f {spec.input_format} input"
+    else:
+        failed = f"input {shown} is not media ffmpeg can stream"
+    wait = min(timeout, NET_PROBE_TIMEOUT) if network else timeout
+    try:
+        rc, streams, stderr = _ffprobe(_probe_argv(ffprobe, spec, NET_TIMEOUT if network else None), wait)
+    except subprocess.TimeoutExpired:
+        raise UsageError(f"{failed}: no media within {wait:g}s; is the source up and sending?") from None
+    except OSError as e:
+        return f"not probed: cannot run {ffprobe}: {e.strerror or e}"
+    except ValueError:
+        return f"not probed: {ffprobe} printed no JSON"
+    _judge(spec, rc, streams, stderr, failed)
+    return None
 
 
 # ---- why a session failed, from ffmpeg's own error lines (ffmpeg 5.1 at -loglevel warning) ------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 MASK = "****"
+MIN_KEY = 8  # shortest stream key accepted: shorter ones would collide with ordinary text when masked
 STREAM_SCHEMES = ("rtmp", "rtmps", "srt")
 
 
@@ -48,17 +49,22 @@ def mask_url(url: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
 
 
 def mask_text(text: str, secrets: list[str] | tuple[str, ...]) -> str:
-    """TEXT with every secret masked where it stands as a whole token.
+    """TEXT with every secret masked.
 
-    The rule: a secret is masked wherever it is not part of a longer run of letters and digits, so a
-    short key ("kup") never masks the inside of an ordinary word ("backup"), while the key itself is
-    masked in a URL, a quoted string or a line of its own (a secret ends at '/', '?', ' ', quotes...).
+    The rule: a secret of MIN_KEY characters or more (every stream key: shorter ones are refused) is
+    masked wherever it appears. A shorter one can only be part of a URL (`rtmp://host/live/test`) and is
+    masked where it stands as a whole token, never inside a longer run of letters, digits, '.', '_' or
+    '-': a short URL key never masks part of an ordinary word ("backup") or of an address ("127.0.0.1").
     """
     import re
 
     for s in sorted(secrets, key=len, reverse=True):  # longest first: a key inside a longer secret
-        if s and s in text:
-            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(s)}(?![A-Za-z0-9])", MASK, text)
+        if not s or s not in text:
+            continue
+        if len(s) >= MIN_KEY:
+            text = text.replace(s, MASK)
+        else:
+            text = re.sub(rf"(?<![\w.-]){re.escape(s)}(?![\w.-])", MASK, text)
     return text
 
 

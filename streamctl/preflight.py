@@ -1,8 +1,9 @@
 """`streamctl check`: everything that can be known about a configured stream before it runs.
 
 The config entry as `start` would run it (keys, types, URL, budget, key source), its key file, its input
-(ffprobe), and whether each ingest host accepts a TCP connection. Nothing is written: a playlist is read,
-not turned into the concat list `start` writes.
+(ffprobe), and whether each ingest host accepts a TCP connection. Every input is probed the way ffmpeg
+will open it (`start` skips generated and network inputs, to start fast). Nothing is written: a playlist
+is read, not turned into the concat list `start` writes.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Finding:
     ok: bool
     what: str  # config | input | ingest | ffmpeg
     detail: str
+    checked: bool = True  # False: ok only because it could not be checked here (no ffprobe)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -61,21 +63,27 @@ def ingest_reachable(url: str, connect: Connect = _connect, timeout: float = CON
     return None
 
 
-def _input(spec: StreamSpec, ffmpeg: str) -> str:
-    """What the input is, after checking it as the supervisor will run it; raises UsageError."""
-    from streamctl.ffmpeg import preflight_input
+def _input(spec: StreamSpec, ffmpeg: str) -> tuple[bool, str]:
+    """Whether the input was probed, and what it is: probed as ffmpeg will open it (a playlist file by
+    file, a network input within a few seconds); raises UsageError naming the input and ffprobe's reason."""
+    from streamctl.ffmpeg import probe_input
     from streamctl.playlist import entries, is_playlist
 
     if spec.input_format is None and is_playlist(spec.input):
         files = entries(spec.input)
-        preflight_input(ffmpeg, replace(spec, input=str(files[0])))
-        return f"playlist of {len(files)} file(s)"
-    preflight_input(ffmpeg, spec)
-    return "generated" if spec.input_format else "media ok"
+        for f in files:
+            unprobed = probe_input(ffmpeg, replace(spec, input=str(f)))
+            if unprobed:
+                return False, f"playlist of {len(files)} file(s), {unprobed}"
+        return True, f"playlist of {len(files)} file(s), each media ok"
+    unprobed = probe_input(ffmpeg, spec)
+    if unprobed:
+        return False, unprobed
+    return True, f"media ok (-f {spec.input_format})" if spec.input_format else "media ok"
 
 
 def check_stream(config: Config, name: str, ffmpeg: str | None, connect: Connect = _connect) -> list[Finding]:
-    from streamctl.ffmpeg import find_ffmpeg
+    from streamctl.ffmpeg import find_ffmpeg, shown_input
     from streamctl.masking import mask_url
 
     try:
@@ -88,7 +96,8 @@ def check_stream(config: Config, name: str, ffmpeg: str | None, connect: Connect
     except StreamctlError as e:
         return [*out, Finding(name, False, "ffmpeg", str(e))]
     try:
-        out.append(Finding(name, True, "input", f"{spec.input}: {_input(spec, found)}"))
+        probed, what = _input(spec, found)
+        out.append(Finding(name, True, "input", f"{shown_input(spec)}: {what}", checked=probed))
     except StreamctlError as e:
         out.append(Finding(name, False, "input", str(e)))
     for url in (spec.output_url, *spec.also):

@@ -14,7 +14,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streamctl.errors import EnvironmentProblem, FileError, NotFound, StreamctlError, UsageError
+from streamctl.errors import (
+    Conflict,
+    EnvironmentProblem,
+    FileError,
+    NotFound,
+    StreamctlError,
+    UsageError,
+    did_you_mean,
+)
 from streamctl.paths import Paths, under, validate_name
 
 UNIT_NAME = "streamctl@.service"
@@ -66,8 +74,10 @@ WantedBy={wanted_by}
 
 CRON_HEADER = """\
 # streamctl's third stop layer, written by `streamctl install-service`: every minute, stop whatever
-# overran its time, even if its supervisor died. Same home as the systemd unit.
+# overran its time, even if its supervisor died. One line per home (STREAMCTL_HOME), each its own sweep.
 """
+_CRON_HEADER_START = "# streamctl's third stop layer"
+_ASSIGN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)")
 
 
 def _plain(path: str, what: str) -> str:
@@ -99,6 +109,76 @@ def cron_line(streamctl: str, paths: Paths, user: str | None) -> str:
     who = f"{user} " if user else ""
     log = f" >> {SWEEP_LOG} 2>&1" if user else ""
     return f"* * * * * {who}{_assignments(paths)} {_plain(streamctl, 'streamctl')} sweep{log}"
+
+
+def _cron_home(line: str) -> Paths | None:
+    """The config and state a sweep line of the cron file (user root) runs for; None for any other line."""
+    fields = line.split()
+    if len(fields) < 8 or fields[0].startswith("#") or fields[5] != "root":
+        return None
+    env: dict[str, str] = {}
+    rest = fields[6:]
+    while rest and (m := _ASSIGN.fullmatch(rest[0])):
+        env[m[1]] = m[2]
+        rest = rest[1:]
+    if len(rest) < 2 or Path(rest[0]).name != "streamctl" or rest[1] != "sweep":
+        return None
+    return Paths.from_env(env, euid=0)
+
+
+def cron_text(existing: str, streamctl: str, paths: Paths) -> str:
+    """The cron file with the sweep of PATHS in it: EXISTING (the file as it is, or "") with the line for
+    this home put in (replacing the one there, whichever streamctl it named) and every other line kept.
+    Each home gets its own line, so one home's install never takes the sweep away from another's."""
+    ours = cron_line(streamctl, paths, "root")
+    lines = existing.splitlines()
+    if lines and lines[0].startswith(_CRON_HEADER_START):
+        while lines and lines[0].startswith("#"):
+            lines.pop(0)  # our header, perhaps an older wording: the current one goes first
+    while lines and not lines[-1].strip():
+        lines.pop()
+    body: list[str] = []
+    for line in lines:
+        if _cron_home(line) != paths:
+            body.append(line)
+        elif ours not in body:
+            body.append(ours)  # in place of the first line for this home; a second one goes
+    if ours not in body:
+        body.append(ours)
+    return CRON_HEADER + "\n".join(body) + "\n"
+
+
+def _unit_conflict(
+    unit_path: Path, name: str, streamctl: str, paths: Paths, root: Path, euid: int, home: str
+) -> None:
+    """Refuse to rewrite an existing template unit for another home or another streamctl: every instance
+    (every stream) shares that one file, so the streams it was written for would stop finding their
+    config. The same home and streamctl: rewritten (an upgrade of this text) or unchanged."""
+    from streamctl.doctor import unit_uses
+
+    if not unit_path.exists():
+        return
+    try:
+        used = unit_uses(unit_path, root, euid, home)
+    except OSError as e:
+        raise FileError(f"cannot read {unit_path}: {e.strerror}") from None
+    shared = "and every stream shares that unit"
+    if isinstance(used, str):
+        raise Conflict(f"{used}, {shared}: fix it, or remove {unit_path} first")
+    theirs, their_exe = used
+    if theirs != paths:
+        same = (
+            f"STREAMCTL_HOME={theirs.home}" if theirs.home is not None else theirs.describe()
+        ) + " for every stream (one home holds many streams)"
+        raise Conflict(
+            f"{unit_path} runs the streams of {theirs.describe()}, not {paths.describe()}, {shared}: "
+            f"use {same}, or remove {unit_path} first"
+        )
+    if their_exe != streamctl:
+        raise Conflict(
+            f"{unit_path} runs {their_exe}, not {streamctl}, {shared}: run {their_exe} install-service "
+            f"{name}, or remove {unit_path} first"
+        )
 
 
 def streamctl_executable(argv0: str | None = None) -> str:
@@ -156,7 +236,9 @@ def check_stream(paths: Paths, name: str, euid: int, env: Mapping[str, str]) -> 
         old = Paths.xdg(env).config_file
         if euid == 0 and old != paths.config_file and old.exists():
             hint = f" ({old} is not read as root: see streamctl doctor)"
-        raise NotFound(f"no stream named {name!r} in {paths.config_file}{hint}; add it with streamctl add")
+        # only configured streams: one that has a state file alone cannot be installed either
+        suggest = did_you_mean(name, config.streams) or "; add it with streamctl add"
+        raise NotFound(f"no stream named {name!r} in {paths.config_file}{hint}{suggest}")
     if "key_env" in table:
         raise UsageError(
             f"stream {name!r} reads its key from ${table['key_env']}, which the service does not have: "
@@ -215,12 +297,21 @@ def install(
     check_stream(paths, name, uid, e)
     exe = streamctl or streamctl_executable()
     unit = unit_text(exe, paths, system)
-    user_config = Path(e.get("XDG_CONFIG_HOME") or Path(e.get("HOME") or Path.home()) / ".config")
+    user_home = e.get("HOME") or str(Path.home())
+    user_config = Path(e.get("XDG_CONFIG_HOME") or Path(user_home) / ".config")
     unit_path = under(root, SYSTEM_UNIT_DIR if system else user_config / "systemd" / "user") / UNIT_NAME
+    _unit_conflict(unit_path, name, exe, paths, root, uid, user_home)
     out = Installed()
     files = [(unit_path, unit)]
     if system:
-        files.append((under(root, CRON_FILE), CRON_HEADER + cron_line(exe, paths, "root") + "\n"))
+        cron_path = under(root, CRON_FILE)
+        try:
+            existing = cron_path.read_text()
+        except FileNotFoundError:
+            existing = ""
+        except OSError as err:
+            raise FileError(f"cannot read {cron_path}: {err.strerror}") from None
+        files.append((cron_path, cron_text(existing, exe, paths)))
     for path, text in files:
         (out.written if _write(path, text) else out.unchanged).append(path)
     if not system:

@@ -125,6 +125,16 @@ def cut(text: str, width: int | None, keep: int = 0) -> str:
     return text[: max(width - 1, keep)] + "…"
 
 
+def wrap(text: str, width: int | None) -> list[str]:
+    """TEXT on lines of at most WIDTH, broken at spaces, later lines indented: an error is read whole."""
+    if width is None or len(text) <= width:
+        return [text]
+    import textwrap
+
+    # a word longer than the line (a long stream name) stays whole: it is never cut
+    return textwrap.wrap(text, width, subsequent_indent="  ", break_on_hyphens=False, break_long_words=False)
+
+
 def watch_title(now: float, width: int | None) -> str:
     stamp = datetime.fromtimestamp(now).strftime("%H:%M:%S")
     return cut(f"streamctl status — {stamp} (every 1s, Ctrl-C to quit)", width)
@@ -176,5 +186,5 @@ def render_status(
             text = f"{r['name']}: failed" + (f" ({r['stop_reason']})" if r["stop_reason"] else "")
             if r.get("last_error"):
                 text += f": {_one_line(r['last_error'])}"
-            lines.append(paint(cut(text, width, keep=len(r["name"]) + 1), "red"))
+            lines += [paint(part, "red") for part in wrap(text, width)]
     return "\n".join(lines) + "\n"

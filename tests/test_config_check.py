@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -62,14 +63,22 @@ def test_config_mistakes_are_one_line_exit_2_before_anything_runs(
     ("extra", "line"),
     [
         (["--url", "a.rtmp.youtube.com/live2", "--hours", "2"],
-         "config {cfg}: [streams.s] url a.rtmp.youtube.com/... has no scheme: write rtmp://a.rtmp.youtube.com/... (or a file path starting with / to record to a file)"),
+         "url a.rtmp.youtube.com/... has no scheme: write rtmp://a.rtmp.youtube.com/... (or a file path starting with / to record to a file)"),
+        (["--url", "rtmp:/a.rtmp.youtube.com/live2", "--hours", "2"],
+         "url needs two slashes after rtmp: write rtmp://a.rtmp.youtube.com/..."),
+        (["--url", "rtmp://host:abc/live2", "--hours", "2"], "url rtmp://host:...: the port is not a number"),
+        (["--url", "rtmp://h/live", "--hours", "2", "--key", "short"],
+         "stream key is 5 characters; streamctl needs at least 8, so that masking it never hides ordinary text (a server with short keys: write the key into the url)"),
+        (["--url", "rtmp://h/live", "--hours", "2", "--key", ""], "stream key must be non-empty, without '/', '?', '#' or spaces"),
+        (["--url", "rtmp://h/live", "--hours", "2", "--fps", "0"], "--fps does nothing in copy mode: add --mode encode, or drop --fps"),
+        (["--url", "rtmp://h/live", "--until", "2020-01-01T00:00"], "--until 2020-01-01T00:00 has passed: give a later deadline"),
         (["--url", "rtmp://h/live"], "stream 's' needs a budget: give --hours or --duration (or --until)"),
         (["--url", "rtmp://h/live", "--hours", "2", "--key", "k1234567", "--key-file", "/x"],
          "give one of --key, --key-file or --key-env, not --key and --key-file"),
         (["--url", "rtmp://h/live", "--hours", "2", "--bitrate", "4500k"],
          "--bitrate does nothing in copy mode: add --mode encode, or drop --bitrate"),
         (["--url", "rtmp://h/live", "--hours", "2", "--key-file", "/nonexistent/key"],
-         "config {cfg}: [streams.s] key_file: cannot read /nonexistent/key: No such file or directory"),
+         "key_file: cannot read /nonexistent/key: No such file or directory"),
     ],
 )  # fmt: skip
 def test_add_refuses_what_start_would_refuse(home: Path, media: Path, extra: list[str], line: str) -> None:
@@ -87,7 +96,7 @@ def test_add_stores_the_key_file_as_an_absolute_path(home: Path, media: Path, tm
     import tomllib
 
     table = tomllib.loads((home / "streamctl.toml").read_text())["streams"]["s"]
-    assert table["key_file"] == str(key) and table["budget"] == "18000s"
+    assert table["key_file"] == str(key) and table["budget"] == "5h"
     assert "abcd" not in (home / "streamctl.toml").read_text()
 
 
@@ -123,20 +132,27 @@ def test_read_commands_fall_back_to_the_state_files_when_the_config_is_broken(
     cfg = write_config(home, '[streams.s\ninput = "x"\n')  # someone is editing it
     warning = (
         f"streamctl: warning: config {cfg} is not valid TOML: Expected ']' at the end of a table "
-        "declaration (at line 1, column 11); showing the state files only\n"
+        "declaration (at line 1, column 11) (showing what the state files say)\n"
     )
     for args in (["status"], ["status", "--json"], ["status", "--format", "prometheus"], ["runtime", "s"],
                  ["runtime", "s", "--json"], ["status", "s"]):  # fmt: skip
         r = cli(*args)
         assert (r.returncode, r.stderr) == (0, warning), args
-        assert "s" in r.stdout
+        # the budget that only the state file holds: the config cannot be read
+        budget = (
+            "0s/5s",
+            '"budget_seconds": 5.0',
+            'streamctl_budget_seconds{stream="s",status="offline"} 5',
+            "budget:          5.0s",
+        )
+        assert any(b in r.stdout for b in budget), (args, r.stdout)
     rows = json.loads(cli("status", "--json").stdout)
     assert [(r["name"], r["status"], r["stop_reason"]) for r in rows] == [("s", "offline", "input_ended")]
     assert 'streamctl_up{stream="s"' in cli("status", "--format", "prometheus").stdout
     # the commands that need the config still refuse it, with the same cause
     r = cli("start", "s")
-    assert r.returncode == 6 and r.stderr == warning.replace("warning", "error").replace(
-        "; showing the state files only", ""
+    assert r.returncode == 2 and r.stderr == warning.replace("warning", "error").replace(
+        " (showing what the state files say)", ""
     )
 
 
@@ -254,3 +270,120 @@ def test_the_example_config_has_only_known_keys_of_the_right_type() -> None:
     for name, table in data["streams"].items():
         check_table(path, table, f"streams.{name}", stream=True)
     assert set(data["streams"]) == {"morning", "twitch"}
+
+
+def test_add_takes_a_key_env_that_only_start_has_and_says_replaced_only_when_it_was(
+    home: Path, media: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("STREAMCTL_TEST_KEY", raising=False)
+    args = ["add", "s", "--input", str(media), "--url", "rtmp://h/live", "--key-env", "STREAMCTL_TEST_KEY"]
+    r = cli(*args, "--hours", "1", "--replace")
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"added s in {home / 'streamctl.toml'}\n", "")
+    r = cli(*args, "--duration", "90m", "--replace")
+    assert (r.returncode, r.stdout) == (0, f"replaced s in {home / 'streamctl.toml'}\n")
+    import tomllib
+
+    assert tomllib.loads((home / "streamctl.toml").read_text())["streams"]["s"]["budget"] == "1h30m"
+    r = cli("start", "s")  # start needs it
+    assert r.returncode == 2
+    assert r.stderr.endswith("[streams.s] key_env: environment variable STREAMCTL_TEST_KEY is not set\n")
+
+
+def test_a_broken_stream_entry_is_shown_with_a_warning(home: Path, media: Path) -> None:
+    cfg = write_config(home, f'[streams.ok]\ninput = "{media}"\nurl = "rtmp://h/live"\nbudget = "1h"\n'
+                       f'[streams.n]\ninput = "{media}"\nurl = "rtmp://h/live"\nbudjet = "2h"\n')  # fmt: skip
+    r = cli("status", "--json")
+    assert r.returncode == 0
+    assert (
+        r.stderr
+        == f"streamctl: warning: config {cfg}: [streams.n] unknown key 'budjet'; did you mean 'budget'?\n"
+    )
+    assert [(x["name"], x["budget_seconds"]) for x in json.loads(r.stdout)] == [("n", None), ("ok", 3600.0)]
+    r = cli("list")
+    assert r.returncode == 2 and r.stdout.startswith("ok\t1h00m00s\tcopy")
+    assert (
+        r.stderr
+        == f"streamctl: error: config {cfg}: [streams.n] unknown key 'budjet'; did you mean 'budget'?\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "line"),
+    [("hours = 0", "hours must be greater than zero, got 0"), ("hours = -1", "hours must be greater than zero, got -1"),
+     ("budget = 0", "budget must be greater than zero, got 0 (a bare number means hours)"),
+     ('until = "2020-01-01T00:00"', "until 2020-01-01T00:00"),
+     ('[streams.s\nx = 1', "is not valid TOML")],
+)  # fmt: skip
+def test_more_config_mistakes(home: Path, media: Path, value: str, line: str) -> None:
+    write_config(home, STREAM.replace("{m}", str(media)) + value + "\n")
+    r = cli("check")
+    assert r.returncode == 2 and line in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_check_probes_a_network_input_within_seconds(home: Path, tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    write_config(
+        home,
+        f'[streams.n]\ninput = "rtmp://127.0.0.1:{port}/nosuch/src-key-1234"\nurl = "{tmp_path / "o.flv"}"\n'
+        'budget = "1h"\n',
+    )
+    t0 = time.monotonic()
+    r = cli("check", "n")
+    assert time.monotonic() - t0 < 10
+    assert r.returncode == 2
+    assert r.stderr == (
+        f"streamctl: error: n: input rtmp://127.0.0.1:{port}/nosuch/****: ffprobe cannot read it: "
+        "Connection refused\n"
+    )
+    assert "src-key-1234" not in r.stdout + r.stderr
+
+
+@needs_media
+def test_check_probes_lavfi_and_playlists_as_ffmpeg_opens_them(
+    home: Path, media: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "o.flv"
+    write_config(
+        home, f'[streams.g]\ninput = "{media}"\ninput_format = "lavfi"\nurl = "{out}"\nbudget = "1h"\n'
+    )
+    r = cli("check", "g")
+    assert r.returncode == 2
+    assert r.stderr == (
+        f"streamctl: error: g: input {media} is not a valid -f lavfi input: No such filter: '{media}' "
+        "(Invalid argument)\n"
+    )
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{media}\n{media}\n")
+    write_config(
+        home,
+        f'[streams.g]\ninput = "testsrc=size=160x120:rate=10"\ninput_format = "lavfi"\nmode = "encode"\n'
+        f'url = "{out}"\nbudget = "1h"\n[streams.p]\ninput = "{listing}"\nurl = "{out}"\nbudget = "1h"\n',
+    )
+    r = cli("check")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout.splitlines() == [
+        "ok    g                config  ok",
+        "ok    g                input   testsrc=size=160x120:rate=10: media ok (-f lavfi)",
+        f"ok    g                ingest  {out} accepts connections",
+        "ok    p                config  ok",
+        f"ok    p                input   {listing}: playlist of 2 file(s), each media ok",
+        f"ok    p                ingest  {out} accepts connections",
+    ]
+
+
+@needs_media
+def test_check_without_ffprobe_says_the_input_is_not_probed(home: Path, media: Path, tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    (bare / "ffmpeg").symlink_to(shutil.which("ffmpeg") or "ffmpeg")  # like the bundled one: no ffprobe
+    write_config(home, f'[streams.m]\ninput = "{media}"\nurl = "{tmp_path / "o.flv"}"\nbudget = "1h"\n')
+    r = cli("check", "m", "--ffmpeg", str(bare / "ffmpeg"), env={**os.environ, "PATH": str(bare)})
+    assert (r.returncode, r.stderr) == (0, "")
+    line = f"skip  m                input   {media}: not probed: no ffprobe beside ffmpeg"
+    assert r.stdout.splitlines()[1] == line
+    r = cli("check", "m", "--json", "--ffmpeg", str(bare / "ffmpeg"), env={**os.environ, "PATH": str(bare)})
+    found = {f["what"]: f for f in json.loads(r.stdout)}
+    assert found["input"]["ok"] and not found["input"]["checked"]

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.e2e, needs_media]
 
 
 def start_args(name: str, media: Path, rtmp: Rtmp, budget: str, *extra: str) -> list[str]:
-    return ["start", name, "-q", "--input", str(media), "--url", rtmp.url, "--key", f"{name}-key",
+    return ["start", name, "-q", "--input", str(media), "--url", rtmp.url, "--key", f"{name}-streamkey",
             "--duration", budget, *extra]  # fmt: skip
 
 
@@ -42,7 +42,7 @@ def test_clean_run_records_the_budget(home: Path, media: Path, no_leftovers: Rtm
     r = cli(*start_args("clean", media, no_leftovers, "5s"))
     wall = time.monotonic() - t0
     assert r.returncode == 0, r.stderr
-    durations = no_leftovers.durations("clean-key")
+    durations = no_leftovers.durations("clean-streamkey")
     assert len(durations) == 1  # (c) exit 0 from -t is not restarted
     print(f"FIGURE clean: budget 5.000 s, recorded {sum(durations):.3f} s, wall {wall:.2f} s")
     assert sum(durations) == pytest.approx(5.0, abs=0.35)
@@ -57,7 +57,7 @@ def test_clean_run_records_the_budget(home: Path, media: Path, no_leftovers: Rtm
     assert st["sessions"][0]["exit_code"] == 0
     assert wall < 5 + 3  # ended by -t, not by the 2 s-late backup timer plus a grace period
     log = (home / "state" / "logs" / "clean.log").read_text()
-    assert "clean-key" not in log and "clean-key" not in r.stderr
+    assert "clean-streamkey" not in log and "clean-streamkey" not in r.stderr
     assert "expected end" in log and "backup timer scheduled" in log and "reason duration_reached" in log
     assert (home / "state" / "clean.json").stat().st_mode & 0o777 == 0o600
 
@@ -81,7 +81,7 @@ def test_crash_leaves_the_remaining_budget(home: Path, media: Path, no_leftovers
     assert first["exit_code"] == -signal.SIGSEGV
     assert first["runtime_seconds"] == pytest.approx(5.0, abs=1.0)
     assert second["t_arg"] == pytest.approx(10.0 - first["runtime_seconds"], abs=0.01)  # -t = the remainder
-    durations = no_leftovers.durations("crash-key")
+    durations = no_leftovers.durations("crash-streamkey")
     assert len(durations) == 2
     print(
         f"FIGURE crash: budget 10.000 s, counted {first['runtime_seconds']:.3f}+{second['runtime_seconds']:.3f}, "
@@ -91,7 +91,7 @@ def test_crash_leaves_the_remaining_budget(home: Path, media: Path, no_leftovers
     assert sum(durations) == pytest.approx(10.0, abs=1.0)
     assert sum(durations) <= 10.5
     log = (home / "state" / "logs" / "crash.log").read_text()
-    assert "restart 1/3" in log and "crash-key" not in log + err
+    assert "restart 1/3" in log and "crash-streamkey" not in log + err
 
 
 def test_refused_ingest_exhausts_retries(home: Path, media: Path, no_leftovers: Rtmp) -> None:
@@ -122,7 +122,7 @@ def test_second_start_is_refused(home: Path, media: Path, no_leftovers: Rtmp) ->
     assert r.returncode == 4
     assert time.monotonic() - t0 < 3
     assert "already running" in r.stderr and r.stderr.count("\n") == 1
-    assert len(ffmpegs("dup-key")) == 1
+    assert len(ffmpegs("dup-streamkey")) == 1
     assert cli("stop", "dup").returncode == 0
     assert sup.wait(15) == 0
 
@@ -138,7 +138,7 @@ def test_stop_from_another_process(home: Path, media: Path, no_leftovers: Rtmp) 
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     st = read_state(home, "stopme")
     assert (st["status"], st["stop_reason"]) == ("offline", "stopped")
-    recorded = sum(no_leftovers.durations("stopme-key"))
+    recorded = sum(no_leftovers.durations("stopme-streamkey"))
     assert st["runtime_seconds"] == pytest.approx(recorded, abs=0.6)
     assert 2.5 < st["runtime_seconds"] < 5
 
@@ -161,7 +161,7 @@ def test_sigterm_to_supervisor_records_and_resume_continues(
     st = read_state(home, "resume")
     assert st["stop_reason"] == "duration_reached"
     assert st["runtime_seconds"] == pytest.approx(8.0, abs=0.2)
-    assert sum(no_leftovers.durations("resume-key")) == pytest.approx(8.0, abs=0.8)
+    assert sum(no_leftovers.durations("resume-streamkey")) == pytest.approx(8.0, abs=0.8)
     # Spent: a further start is refused, and the state is left as it was.
     before = (home / "state" / "resume.json").read_bytes()
     r = cli(*start_args("resume", media, no_leftovers, "8s"))
@@ -174,7 +174,7 @@ def test_several_streams_at_once(home: Path, media: Path, no_leftovers: Rtmp) ->
     sups = [cli_bg(*start_args(n, media, no_leftovers, "4s")) for n in names]
     assert [s.wait(30) for s in sups] == [0, 0, 0]
     for n in names:
-        assert sum(no_leftovers.durations(f"{n}-key")) == pytest.approx(4.0, abs=0.35)
+        assert sum(no_leftovers.durations(f"{n}-streamkey")) == pytest.approx(4.0, abs=0.35)
         assert read_state(home, n)["stop_reason"] == "duration_reached"
     # no_leftovers then checks that no ffmpeg and no zombie is left.
 
@@ -199,7 +199,7 @@ def test_killed_supervisor_takes_its_ffmpeg_along(home: Path, media: Path, no_le
     # it died within one checkpoint interval (5 s) after the last checkpoint: credited as if it ran it all
     assert checkpoint <= first <= checkpoint + 5.0 + 1.0 + 0.01
     assert st["sessions"][1]["t_arg"] == pytest.approx(10.0 - first, abs=0.01)  # resumed with the rest
-    recorded = sum(no_leftovers.durations("pdeath-key"))
+    recorded = sum(no_leftovers.durations("pdeath-streamkey"))
     assert 10.0 - 6.5 <= recorded <= 10.0 + 0.5  # never over the budget; under by what was not seen
 
 
@@ -231,5 +231,5 @@ def test_restart_after_supervisor_kill_stops_the_orphan_first(
     # Alive until stopped: credited up to then (conservative: it was frozen, so this under-delivers).
     assert first["runtime_seconds"] > checkpoint + 1.0
     assert st["runtime_seconds"] == pytest.approx(10.0, abs=0.2)
-    recorded = sum(no_leftovers.durations("orphan-key"))
+    recorded = sum(no_leftovers.durations("orphan-streamkey"))
     assert 10.0 - 3.0 <= recorded <= 10.5

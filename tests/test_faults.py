@@ -67,7 +67,7 @@ def test_ffmpeg_killed_by_signal_is_restarted_within_budget(
     assert sup.wait(30) == 0
     st = check_state(home, f"sig{sig}")
     assert st["sessions"][0]["exit_code"] == -sig and st["stop_reason"] == "duration_reached"
-    recorded = sum(no_leftovers.durations(f"sig{sig}-key"))
+    recorded = sum(no_leftovers.durations(f"sig{sig}-streamkey"))
     assert 6.0 - 1.0 <= recorded <= 6.5
 
 
@@ -86,7 +86,7 @@ def test_ingest_killed_and_restarted_mid_stream(home: Path, media: Path, no_left
     assert st["stop_reason"] == "duration_reached" and st["restarts"] >= 1
     assert st["runtime_seconds"] == pytest.approx(8.0, abs=0.2)
     # Only the recordings of the restarted nginx can be read back; the first was cut by SIGKILL.
-    assert sum(no_leftovers.durations("ingest-key")) <= 8.5
+    assert sum(no_leftovers.durations("ingest-streamkey")) <= 8.5
 
 
 @needs_media
@@ -102,7 +102,7 @@ def test_supervisor_interrupt_and_hangup_stop_gracefully(
     assert gone(pid)
     st = check_state(home, f"int{sig}")
     assert (st["status"], st["stop_reason"]) == ("offline", "stopped")
-    assert st["runtime_seconds"] == pytest.approx(sum(no_leftovers.durations(f"int{sig}-key")), abs=0.6)
+    assert st["runtime_seconds"] == pytest.approx(sum(no_leftovers.durations(f"int{sig}-streamkey")), abs=0.6)
 
 
 def test_ffmpeg_that_ignores_sigterm_is_killed_after_grace(home: Path, tmp_path: Path) -> None:
@@ -370,12 +370,12 @@ def test_slow_ingest_never_delivers_more_than_the_budget(home: Path, media: Path
     proxy = Throttle(no_leftovers.port, rate)
     try:
         url = f"rtmp://127.0.0.1:{proxy.port}/live"
-        r = cli("start", "slow", "-q", "--input", str(media), "--url", url, "--key", "slow-key",
+        r = cli("start", "slow", "-q", "--input", str(media), "--url", url, "--key", "slow-streamkey",
                 "--duration", "6s", "--retries", "20", "--restart-delay", "0.5", "--grace", "1", timeout=180)  # fmt: skip
     finally:
         proxy.close()
     st = check_state(home, "slow")
-    recorded = sum(no_leftovers.durations("slow-key"))
+    recorded = sum(no_leftovers.durations("slow-streamkey"))
     print(
         f"FIGURE slow ingest: {st['session_count']} sessions, exit {r.returncode}, "
         f"counted {st['runtime_seconds']:.2f} s, recorded {recorded:.2f} s of a 6 s budget"

@@ -64,7 +64,9 @@ def test_add_list_remove_config(paths: Paths, tmp_path: Path) -> None:
     media = tmp_path / "in.mp4"
     media.write_bytes(b"x")
     add_stream(
-        paths, "yt", {"input": str(media), "url": "rtmp://a.example/live2", "key": "SECRET", "budget": "5h"}
+        paths,
+        "yt",
+        {"input": str(media), "url": "rtmp://a.example/live2", "key": "SECRETKEY", "budget": "5h"},
     )
     assert paths.config_file.stat().st_mode & 0o777 == 0o600
     spec = load_config(paths).spec("yt")
@@ -72,7 +74,7 @@ def test_add_list_remove_config(paths: Paths, tmp_path: Path) -> None:
         18000.0,
         "copy",
         True,
-        "rtmp://a.example/live2/SECRET",
+        "rtmp://a.example/live2/SECRETKEY",
     )
     with pytest.raises(UsageError, match="already exists"):
         add_stream(paths, "yt", {"input": str(media), "url": "rtmp://a.example/live2"})
@@ -93,7 +95,7 @@ def test_config_errors_are_clear(paths: Paths) -> None:
     paths.config_file.parent.mkdir(parents=True, exist_ok=True)
     paths.config_file.write_text('[streams.x]\ninput = "a\n')
     os.chmod(paths.config_file, 0o600)
-    with pytest.raises(FileError, match=r"line 2, column"):
+    with pytest.raises(UsageError, match=r"line 2, column"):
         load_config(paths)
     os.chmod(paths.config_file, 0o666)
     with pytest.raises(FileError, match="writable by others"):
@@ -103,9 +105,9 @@ def test_config_errors_are_clear(paths: Paths) -> None:
 def test_t_stands_before_the_output_and_the_key_is_masked(paths: Paths, tmp_path: Path) -> None:
     media = tmp_path / "in.mp4"
     media.write_bytes(b"x")
-    spec = resolve_spec(paths, "s", {"input": str(media), "url": "rtmp://h/live2", "key": "K3Y"})
+    spec = resolve_spec(paths, "s", {"input": str(media), "url": "rtmp://h/live2", "key": "K3Y12345"})
     argv = build_argv("ffmpeg", spec, 12.3456)
-    assert argv[-1] == "rtmp://h/live2/K3Y"
+    assert argv[-1] == "rtmp://h/live2/K3Y12345"
     assert argv.index("-t") < argv.index("-f") < len(argv) - 1 and argv[argv.index("-t") + 1] == "12.346"
     assert argv[argv.index("-progress") + 1] == "pipe:1"
     assert mask_url("rtmp://h/live2/K3Y", ["K3Y"]) == "rtmp://h/live2/****"

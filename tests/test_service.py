@@ -64,9 +64,11 @@ def _config(home: Path, tmp_path: Path, table: str | None = None) -> Path:
     return cfg
 
 
-def install(*args: str, via: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+def install(
+    *args: str, via: list[str] | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*(via or [str(STREAMCTL)]), "install-service", *args], capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
+                          timeout=60, env=env)  # fmt: skip
 
 
 def test_install_service_writes_the_unit_and_the_cron_sweep_and_is_idempotent(
@@ -108,6 +110,90 @@ def test_install_service_writes_the_unit_and_the_cron_sweep_and_is_idempotent(
     shutil.copy(EXE, root / EXE[1:])
     checks = check_safety_net(Paths.from_env(), root=root, env={"HOME": str(tmp_path)}, euid=0, crontab="")
     assert [(c.name, c.ok) for c in checks] == [("cron sweep", True), ("systemd unit", True)], checks
+
+
+def _streams(tmp_path: Path, *names: str) -> str:
+    return "".join(
+        f'[streams.{n}]\ninput = "{tmp_path}/loop.mp4"\nurl = "rtmp://h/live"\nbudget = "1h"\n' for n in names
+    )
+
+
+def test_install_service_for_a_second_home_is_refused_and_one_home_holds_many_streams(
+    home: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other"
+    _config(home, tmp_path, _streams(tmp_path, "sa", "sb"))
+    _config(other, tmp_path, _streams(tmp_path, "sb"))
+    root = tmp_path / "root"
+    unit, cron = root / UNIT, root / CRON
+    first = install("sa", "--root", str(root), "--no-enable")
+    assert first.returncode == 0 and first.stdout.startswith(f"wrote {unit}\nwrote {cron}\n"), first.stderr
+    before = {f: (f.read_bytes(), f.stat().st_mtime_ns) for f in (unit, cron)}
+    # every stream shares the template unit: rewriting it for another home would break 'sa'
+    r = install("sb", "--root", str(root), "--no-enable", env={**os.environ, "STREAMCTL_HOME": str(other)})
+    assert (r.returncode, r.stdout) == (4, "")
+    assert r.stderr == (
+        f"streamctl: error: {unit} runs the streams of {home}, not {other}, and every stream shares that "
+        f"unit: use STREAMCTL_HOME={home} for every stream (one home holds many streams), or remove {unit} first\n"
+    )
+    assert {f: (f.read_bytes(), f.stat().st_mtime_ns) for f in (unit, cron)} == before
+    # another stream of the same home: the same unit and cron line, nothing new written
+    r = install("sb", "--root", str(root), "--no-enable")
+    assert r.returncode == 0 and r.stdout.startswith(f"unchanged {unit}\nunchanged {cron}\n"), r.stderr
+    assert {f: (f.read_bytes(), f.stat().st_mtime_ns) for f in (unit, cron)} == before
+    # the old unit removed: the other home gets the unit, and the cron file a sweep for each home
+    unit.unlink()
+    r = install("sb", "--root", str(root), "--no-enable", env={**os.environ, "STREAMCTL_HOME": str(other)})
+    assert r.returncode == 0 and r.stdout.startswith(f"wrote {unit}\nwrote {cron}\n"), r.stderr
+    assert f"Environment=STREAMCTL_HOME={other}\n" in unit.read_text()
+    sweep = "* * * * * root STREAMCTL_HOME={} " + EXE + " sweep >> /var/log/streamctl-sweep.log 2>&1"
+    lines = [ln for ln in cron.read_text().splitlines() if not ln.startswith("#")]
+    assert lines == [sweep.format(home), sweep.format(other)]
+    # doctor: each home has its sweep; the unit is the other home's; a third home has neither
+    (root / EXE[1:]).parent.mkdir(parents=True)
+    shutil.copy(EXE, root / EXE[1:])
+    env = {"HOME": str(tmp_path)}
+    c, u = check_safety_net(Paths.in_home(home), root=root, env=env, euid=0, crontab="")
+    assert c.ok and c.detail == f"{cron}: {EXE}, for {home}", c
+    assert not u.ok and u.detail.startswith(
+        f"{unit} sets STREAMCTL_HOME={other}, but this command uses {home}"
+    )
+    c, u = check_safety_net(Paths.in_home(other), root=root, env=env, euid=0, crontab="")
+    assert c.ok and u.ok, (c, u)
+    third = tmp_path / "third"
+    c, _ = check_safety_net(Paths.in_home(third), root=root, env=env, euid=0, crontab="")
+    assert not c.ok and c.detail == (
+        f"{cron} sets STREAMCTL_HOME={home}, but this command uses {third}: it would not find these streams; "
+        "run `streamctl install-service NAME` with the streams' STREAMCTL_HOME (and 1 more line that would not "
+        "either)"
+    )
+
+
+def test_install_service_refuses_a_unit_of_another_streamctl(home: Path, tmp_path: Path) -> None:
+    from streamctl import service
+
+    _config(home, tmp_path)
+    paths = Paths.from_env()
+    root = tmp_path / "root"
+    unit, cron = root / UNIT, root / CRON
+    service.install(paths, "morning", root=root, euid=0, env={"HOME": str(tmp_path)}, streamctl=EXE)
+    before = {f: f.read_bytes() for f in (unit, cron)}
+    other = "/opt/other/bin/streamctl"
+    with pytest.raises(service.Conflict) as e:
+        service.install(paths, "morning", root=root, euid=0, env={"HOME": str(tmp_path)}, streamctl=other)
+    assert str(e.value) == (
+        f"{unit} runs {EXE}, not {other}, and every stream shares that unit: run {EXE} install-service "
+        f"morning, or remove {unit} first"
+    )
+    assert {f: f.read_bytes() for f in (unit, cron)} == before
+    # without the unit, this home's sweep line is replaced, not doubled, and other lines are kept
+    unit.unlink()
+    cron.write_text(cron.read_text() + "MAILTO=ops\n0 3 * * * root /usr/bin/true\n")
+    service.install(paths, "morning", root=root, euid=0, env={"HOME": str(tmp_path)}, streamctl=other)
+    assert cron.read_text() == service.CRON_HEADER + (
+        f"* * * * * root STREAMCTL_HOME={home} {other} sweep >> /var/log/streamctl-sweep.log 2>&1\n"
+        "MAILTO=ops\n0 3 * * * root /usr/bin/true\n"
+    )
 
 
 @pytest.mark.parametrize(

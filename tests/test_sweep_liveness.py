@@ -83,7 +83,7 @@ def test_timer_stops_a_frozen_ffmpeg_at_the_deadline(home: Path, media: Path, no
     # The timer ends the session; the ~1 s the frozen ffmpeg did not stream is then streamed by a new one.
     assert (st["status"], st["stop_reason"]) == ("offline", "duration_reached")
     assert st["sessions"][0]["end"] == "overran"
-    assert sum(no_leftovers.durations("late-key")) <= 5.5
+    assert sum(no_leftovers.durations("late-streamkey")) <= 5.5
     assert "backup timer fired" in (home / "state" / "logs" / "late.log").read_text()
 
 
@@ -137,7 +137,7 @@ def test_hung_ingest_is_detected_and_ffmpeg_replaced(home: Path, hd_media: Path,
         ),
         timeout=40,
     )
-    assert gone(first) and len(ffmpegs("hung-key")) == 1 and second
+    assert gone(first) and len(ffmpegs("hung-streamkey")) == 1 and second
     assert cli("stop", "hung").returncode == 0
     assert sup.wait(10) == 0
 
@@ -233,11 +233,11 @@ def test_frozen_ffmpeg_is_replaced_after_the_stall_timeout(
     counts: list[int] = []
 
     def replaced() -> bool:
-        counts.append(len(ffmpegs("frz-key")))
+        counts.append(len(ffmpegs("frz-streamkey")))
         s = read_state(home, "frz")
         return s["status"] == "live" and s["session"]["ffmpeg_pid"] not in (None, first)
 
     wait_for(replaced, timeout=30)  # a first retry may meet nginx's "Already publishing" for a moment
-    assert gone(first) and max(counts) <= 1 and len(ffmpegs("frz-key")) == 1
+    assert gone(first) and max(counts) <= 1 and len(ffmpegs("frz-streamkey")) == 1
     assert cli("stop", "frz").returncode == 0
     assert sup.wait(10) == 0

@@ -29,7 +29,7 @@ def test_demo_shows_the_budget_held_and_leaves_nothing_running() -> None:
     assert recorded == pytest.approx(8.0, abs=1.0)
     time.sleep(0.5)
     left = [p for p in psutil.process_iter(["cmdline"])
-            if any("streamctl-demo-" in a or "demo-key" in a for a in p.info["cmdline"] or [])]  # fmt: skip
+            if any("streamctl-demo-" in a or "demo-stream-streamkey" in a for a in p.info["cmdline"] or [])]  # fmt: skip
     assert left == []  # no ffmpeg or receiver of the demo's is left
 
 
@@ -81,7 +81,7 @@ def test_detach_returns_at_once_and_streams_in_the_background(
         "--url",
         no_leftovers.url,
         "--key",
-        "bg-key",
+        "bg-streamkey",
         "--duration",
         "4s",
     ]
@@ -95,7 +95,7 @@ def test_detach_returns_at_once_and_streams_in_the_background(
     assert again.returncode == 4 and "already running" in again.stderr
     wait_for(lambda: read_state(home, "bg")["status"] == "offline", timeout=20)
     assert read_state(home, "bg")["stop_reason"] == "duration_reached"
-    assert sum(no_leftovers.durations("bg-key")) == pytest.approx(4.0, abs=0.4)
+    assert sum(no_leftovers.durations("bg-streamkey")) == pytest.approx(4.0, abs=0.4)
 
 
 @needs_media
@@ -118,16 +118,16 @@ def test_playlist_folder_is_streamed_in_a_loop(home: Path, tmp_path: Path) -> No
 def test_several_destinations_one_failing(home: Path, media: Path, no_leftovers: Rtmp) -> None:
     from streamctl.receiver import free_port
 
-    dead = f"rtmp://127.0.0.1:{free_port()}/live/dead-key"
-    r = cli("start", "multi", "-q", "--input", str(media), "--url", no_leftovers.url, "--key", "one-key",
-            "--also", f"{no_leftovers.url}/two-key", "--also", dead, "--duration", "4s")  # fmt: skip
+    dead = f"rtmp://127.0.0.1:{free_port()}/live/dead-streamkey"
+    r = cli("start", "multi", "-q", "--input", str(media), "--url", no_leftovers.url, "--key", "one-streamkey",
+            "--also", f"{no_leftovers.url}/two-streamkey", "--also", dead, "--duration", "4s")  # fmt: skip
     assert r.returncode == 0, r.stderr
-    for key in ("one-key", "two-key"):
+    for key in ("one-streamkey", "two-streamkey"):
         assert sum(no_leftovers.durations(key)) == pytest.approx(4.0, abs=0.4)
     log = (home / "state" / "logs" / "multi.log").read_text()
-    assert "two-key" not in log and "dead-key" not in log and "continuing with 2/3" in log
+    assert "two-streamkey" not in log and "dead-streamkey" not in log and "continuing with 2/3" in log
     assert read_state(home, "multi")["session_count"] == 1  # the dead one did not cause a restart
-    assert not ffmpegs("one-key")
+    assert not ffmpegs("one-streamkey")
 
 
 def test_copy_mode_refuses_codecs_an_rtmp_ingest_will_not_take(home: Path, tmp_path: Path) -> None:
@@ -146,12 +146,12 @@ def test_prometheus_textfile_format(home: Path, tmp_path: Path) -> None:
     media.write_bytes(b"x")
     assert (
         cli(
-            "add", "prom", "-i", str(media), "--url", "rtmp://h/live", "--key", "PROMKEY", "--hours", "2"
+            "add", "prom", "-i", str(media), "--url", "rtmp://h/live", "--key", "PROMETHEUSKEY", "--hours", "2"
         ).returncode
         == 0
     )
     r = cli("status", "--format", "prometheus")
-    assert r.returncode == 0 and "PROMKEY" not in r.stdout
+    assert r.returncode == 0 and "PROMETHEUSKEY" not in r.stdout
     samples = {
         ln.split("{")[0]: ln.rsplit(" ", 1)[1] for ln in r.stdout.splitlines() if not ln.startswith("#")
     }
