@@ -66,7 +66,7 @@ def make_media(path: Path, seconds: int = 10) -> Path:
 
 
 def ffmpeg_argv(media: Path, url: str, t: float | None) -> list[str]:
-    """The same copy-mode command line streamctl uses (see streamctl.ffmpeg.build_argv)."""
+    """The same copy-mode command line streamctl uses (see streamctl.run.ffmpeg.build_argv)."""
     argv = ["ffmpeg", "-hide_banner", "-nostats", "-loglevel", "error", "-re", "-stream_loop", "-1",
             "-fflags", "+genpts", "-i", str(media), "-c:v", "copy", "-c:a", "copy"]  # fmt: skip
     if t is not None:
@@ -343,8 +343,8 @@ def timed(argv: list[str], env: dict[str, str], n: int) -> dict[str, float]:
 
 
 def fill_states(home: Path, n: int) -> None:
-    from streamctl.paths import Paths
-    from streamctl.state import StateStore
+    from streamctl.store.paths import Paths
+    from streamctl.store.state import StateStore
 
     store = StateStore(Paths(config_file=home / "streamctl.toml", state_dir=home / "state"))
     for i in range(n):

@@ -26,7 +26,7 @@ Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 def _paths() -> Any:
-    from streamctl.paths import Paths
+    from streamctl.store.paths import Paths
 
     return Paths.from_env()
 
@@ -53,7 +53,7 @@ def _warn(message: str) -> None:
 
 
 def _warn_running(name: str, what: str) -> None:
-    from streamctl.control import running_supervisor
+    from streamctl.commands.streams import running_supervisor
 
     pid = running_supervisor(_paths(), name)
     if pid is not None:
@@ -106,8 +106,8 @@ def add(
     import time
     from pathlib import Path
 
-    from streamctl.config import add_stream, parse_until
     from streamctl.durations import exact_duration
+    from streamctl.store.config import add_stream, parse_until
 
     budget = _budget(hours, duration)
     given = [
@@ -145,7 +145,7 @@ def add(
     if budget is not None:
         table["budget"] = exact_duration(budget)
     paths = _paths()
-    from streamctl.config import load_config
+    from streamctl.store.config import load_config
 
     existed = name in load_config(paths).streams
     add_stream(paths, name, table, replace_existing=replace)
@@ -157,9 +157,9 @@ def add(
 @app.command("list")
 def list_(as_json: Json = False) -> None:
     """List configured streams (keys are never shown).  Example: streamctl list --json"""
-    from streamctl.config import load_config
     from streamctl.durations import format_duration
     from streamctl.masking import mask_url
+    from streamctl.store.config import load_config
 
     config = load_config(_paths())
     rows: list[dict[str, Any]] = []
@@ -183,7 +183,7 @@ def list_(as_json: Json = False) -> None:
         _print_json(rows)
         return
     if not rows and not broken:
-        from streamctl.config import old_config_hint
+        from streamctl.store.config import old_config_hint
 
         typer.echo(f"no streams configured in {config.path}{old_config_hint(_paths())}")
     for r in rows:
@@ -199,7 +199,7 @@ def list_(as_json: Json = False) -> None:
 @app.command()
 def remove(name: Name) -> None:
     """Remove a stream from the config (its state and logs stay).  Example: streamctl remove morning"""
-    from streamctl.config import remove_stream
+    from streamctl.store.config import remove_stream
 
     remove_stream(_paths(), name)
     typer.echo(f"removed {name}")
@@ -217,8 +217,8 @@ def check(
     Exits 2 for a problem in the config or an input, 1 if only an ingest did not answer, 7 without
     ffmpeg; nothing is written. Example: streamctl check morning
     """
+    from streamctl.commands.check import check as run_check
     from streamctl.errors import EXIT_ENVIRONMENT, EXIT_FAILED
-    from streamctl.preflight import check as run_check
 
     paths = _paths()
     findings = run_check(paths, names or None, ffmpeg)
@@ -280,7 +280,7 @@ def start(
 
     Examples: streamctl start morning --hours 5 ; streamctl start morning --detach
     """
-    from streamctl.config import parse_until, require_limit, resolve_spec
+    from streamctl.store.config import parse_until, require_limit, resolve_spec
 
     if key_env is not None:
         key = os.environ.get(key_env)
@@ -304,7 +304,7 @@ def start(
     paths = _paths()
     spec = require_limit(resolve_spec(paths, name, overrides))
     if detach and not os.environ.get("_STREAMCTL_DETACHED"):
-        from streamctl.detach import start_detached
+        from streamctl.run.detach import start_detached
 
         pid, first_error = start_detached(paths, spec, ffmpeg, sys.argv[1:])
         typer.echo(f"{name}: started in the background, supervisor pid {pid}; log: {paths.log_file(name)}")
@@ -314,7 +314,7 @@ def start(
                 f"(streamctl status {name})"
             )
         return
-    from streamctl.supervise import exec_supervisor
+    from streamctl.run.entry import exec_supervisor
 
     exec_supervisor(paths, spec, quiet, ffmpeg)  # the supervisor runs on in this pid, without Typer
 
@@ -329,7 +329,7 @@ def stop(
 
     Examples: streamctl stop morning ; streamctl stop --all
     """
-    from streamctl import control
+    from streamctl.commands import streams as control
 
     paths = _paths()
     if all_ == (name is not None):
@@ -358,8 +358,8 @@ def status(
 
     Examples: streamctl status --watch ; streamctl status --format prometheus > streamctl.prom
     """
-    from streamctl import control
-    from streamctl.table import render_status, terminal_width, use_colour, watch_title, wrap
+    from streamctl.commands import streams as control
+    from streamctl.output.table import render_status, terminal_width, use_colour, watch_title, wrap
 
     if format not in ("table", "json", "prometheus"):
         raise UsageError(f"--format must be table, json or prometheus, got {format!r}")
@@ -368,7 +368,7 @@ def status(
     if as_json or format == "json":
         _print_json(rows)
     elif format == "prometheus":
-        from streamctl.metrics import prometheus
+        from streamctl.output.metrics import prometheus
 
         sys.stdout.write(prometheus(rows))
     elif watch:
@@ -432,7 +432,7 @@ def sweep(
 
     Example, from cron every minute: * * * * * streamctl sweep
     """
-    from streamctl.sweep import sweep as do_sweep
+    from streamctl.commands.sweep import sweep as do_sweep
 
     actions = do_sweep(_paths(), grace=grace)
     if as_json:
@@ -448,7 +448,7 @@ def runtime(name: Name, as_json: Json = False) -> None:
 
     Example: streamctl runtime morning --json
     """
-    from streamctl import control
+    from streamctl.commands import streams as control
     from streamctl.durations import format_duration
 
     d = control.views(_paths(), [name], warn=_warn)[0].as_dict()
@@ -482,7 +482,7 @@ def reset_runtime(name: Name) -> None:
 
     Example: streamctl reset-runtime morning
     """
-    from streamctl import control
+    from streamctl.commands import streams as control
     from streamctl.durations import format_duration
 
     old = control.reset_runtime(_paths(), name)
@@ -497,7 +497,7 @@ def demo(
 
     Needs only ffmpeg; nothing is configured, nothing is left running. Example: streamctl demo
     """
-    from streamctl.demo import run_demo
+    from streamctl.commands.demo import run_demo
     from streamctl.durations import check_seconds
 
     if check_seconds(seconds, "--seconds") < 6:
@@ -525,8 +525,8 @@ def doctor(
 
     Exits 7 when something needed is missing. Example: streamctl doctor
     """
-    from streamctl import doctor as doc
-    from streamctl.config import load_config
+    from streamctl.commands import doctor as doc
+    from streamctl.store.config import load_config
 
     paths = _paths()
     try:
@@ -569,7 +569,7 @@ def install_service(
     """
     from pathlib import Path
 
-    from streamctl.service import install
+    from streamctl.commands.service import install
 
     done = install(_paths(), name, root=Path(root).absolute(), enable=enable)
     for path in done.written:

@@ -87,8 +87,8 @@ def test_add_list_status_without_leaking_the_key(home: Path, media: Path) -> Non
 def test_status_warns_under_five_minutes_and_never_shows_a_dead_stream_live(home: Path) -> None:
     import time
 
-    from streamctl.paths import Paths
-    from streamctl.state import OpenSession, StateStore
+    from streamctl.store.paths import Paths
+    from streamctl.store.state import OpenSession, StateStore
 
     store = StateStore(Paths.from_env())
     with store.update("w", now=time.time()) as st:
@@ -100,7 +100,7 @@ def test_status_warns_under_five_minutes_and_never_shows_a_dead_stream_live(home
     row = json.loads(cli("status", "w", "--json").stdout)[0]
     assert (row["status"], row["stop_reason"], row["warning"]) == ("offline", "supervisor_lost", False)
     # hold the run lock as a supervisor would: now it is live, with under 5 minutes left
-    from streamctl.fileio import HeldLock
+    from streamctl.store.fileio import HeldLock
 
     lock = HeldLock(Paths.from_env().run_lock("w"), "w")
     try:
@@ -168,7 +168,7 @@ def test_no_shell_anywhere_in_the_package() -> None:
     import streamctl
 
     src = Path(streamctl.__file__).parent
-    for f in src.glob("*.py"):
+    for f in src.rglob("*.py"):
         text = f.read_text()
         for banned in ("shell=True", "os.system(", "os.popen(", "import click", "from click"):
             assert banned not in text, f"{f.name}: {banned}"

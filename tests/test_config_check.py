@@ -241,7 +241,7 @@ def test_short_keys_never_mask_inside_words() -> None:
 
 
 def test_tcp_check_unit() -> None:
-    from streamctl.preflight import ingest_reachable
+    from streamctl.commands.check import ingest_reachable
 
     def refuse(address: tuple[str, int], timeout: float) -> socket.socket:
         raise ConnectionRefusedError
@@ -262,7 +262,7 @@ def test_tcp_check_unit() -> None:
 def test_the_example_config_has_only_known_keys_of_the_right_type() -> None:
     import tomllib
 
-    from streamctl.config import check_table
+    from streamctl.store.config import check_table
 
     path = Path(__file__).parent.parent / "examples" / "streamctl.toml"
     data = tomllib.loads(path.read_text())

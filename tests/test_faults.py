@@ -258,8 +258,8 @@ def test_unusable_state_folder_is_a_clear_error(tmp_path: Path) -> None:
 def test_disk_full_while_writing_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
-    from streamctl import fileio
     from streamctl.errors import FileError
+    from streamctl.store import fileio
 
     target = tmp_path / "s.json"
     fileio.atomic_write(target, b'{"old": true}')

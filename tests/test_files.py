@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from streamctl.config import add_stream, load_config, remove_stream, resolve_spec
 from streamctl.errors import FileError, NotFound, UsageError
-from streamctl.ffmpeg import build_argv
 from streamctl.masking import mask_url
-from streamctl.paths import Paths, validate_name
-from streamctl.state import StateStore, StreamState
+from streamctl.run.ffmpeg import build_argv
+from streamctl.store.config import add_stream, load_config, remove_stream, resolve_spec
+from streamctl.store.paths import Paths, validate_name
+from streamctl.store.state import StateStore, StreamState
 
 
 @pytest.fixture
@@ -116,7 +116,7 @@ def test_t_stands_before_the_output_and_the_key_is_masked(paths: Paths, tmp_path
 
 
 def test_state_total_runtime_counts_the_checkpointed_session() -> None:
-    from streamctl.state import OpenSession
+    from streamctl.store.state import OpenSession
 
     st = StreamState(name="x", budget_seconds=100.0, runtime_seconds=30.0, status="live")
     st.session = OpenSession(started_at=0.0, t_arg=70.0, runtime_seconds=10.0, checkpoint_at=50.0)

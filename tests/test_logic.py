@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as hs
 
-from streamctl.accounting import EXTRAPOLATE_MAX, Ledger, SessionMeter
 from streamctl.durations import MAX_SECONDS, format_duration, parse_duration, parse_hours
 from streamctl.errors import UsageError
-from streamctl.policy import RestartPolicy
-from streamctl.state import StreamState
-from streamctl.states import TRANSITIONS, IllegalTransition, Status, StopReason
+from streamctl.run.accounting import EXTRAPOLATE_MAX, Ledger, SessionMeter
+from streamctl.run.policy import RestartPolicy
+from streamctl.store.lifecycle import TRANSITIONS, IllegalTransition, Status, StopReason
+from streamctl.store.state import StreamState
 
 
 @pytest.mark.parametrize(
@@ -133,7 +133,7 @@ def test_every_status_has_a_way_out_and_offline_only_restarts() -> None:
 
 
 def test_backlog_watch_flags_a_queue_that_only_grows() -> None:
-    from streamctl.liveness import BacklogWatch
+    from streamctl.run.liveness import BacklogWatch
 
     rate = 550_000.0  # bytes/s of a 4.4 Mbps stream
     w = BacklogWatch(window=4.0)

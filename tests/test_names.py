@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from streamctl.paths import Paths
-from streamctl.state import StateStore, StreamState
+from streamctl.store.paths import Paths
+from streamctl.store.state import StateStore, StreamState
 from tests.conftest import cli
 
 CONFIGURED = "live1"  # in the config, with a log

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from streamctl.doctor import check_old_config, check_safety_net
-from streamctl.paths import SYSTEM_HOME, Paths
-from streamctl.service import cron_line, unit_text
+from streamctl.commands.doctor import check_old_config, check_safety_net
+from streamctl.commands.service import cron_line, unit_text
+from streamctl.store.paths import SYSTEM_HOME, Paths
 from tests.conftest import cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -170,7 +170,7 @@ def test_install_service_for_a_second_home_is_refused_and_one_home_holds_many_st
 
 
 def test_install_service_refuses_a_unit_of_another_streamctl(home: Path, tmp_path: Path) -> None:
-    from streamctl import service
+    from streamctl.commands import service
 
     _config(home, tmp_path)
     paths = Paths.from_env()
@@ -322,8 +322,8 @@ def test_nothing_refers_to_a_published_package() -> None:
 def test_install_runs_systemctl_only_where_systemd_runs(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from streamctl import service
-    from streamctl.fileio import HeldLock
+    from streamctl.commands import service
+    from streamctl.store.fileio import HeldLock
 
     _config(home, tmp_path)
     paths = Paths.from_env()
@@ -372,7 +372,7 @@ def test_install_runs_systemctl_only_where_systemd_runs(
 
 
 def test_install_as_a_user_writes_a_user_unit_and_prints_the_crontab_line(tmp_path: Path) -> None:
-    from streamctl import service
+    from streamctl.commands import service
 
     user = {"HOME": str(tmp_path / "ann")}
     paths = Paths.from_env(user, euid=1000)

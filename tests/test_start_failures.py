@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from streamctl.ffmpeg import explain_failure
-from streamctl.state import StreamState
-from streamctl.states import StopReason
+from streamctl.run.ffmpeg import explain_failure
+from streamctl.store.lifecycle import StopReason
+from streamctl.store.state import StreamState
 from tests.conftest import Rtmp, cli, cli_bg, free_port, needs_media, read_state, wait_for
 from tests.test_supervisor_unit import make
 

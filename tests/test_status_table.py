@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from streamctl.state import iso
-from streamctl.table import COLUMNS, compact_duration, render_status, watch_title
+from streamctl.output.table import COLUMNS, compact_duration, render_status, watch_title
+from streamctl.store.state import iso
 from tests.conftest import cli
 
 NOW = datetime(2026, 5, 9, 14, 3, 27).timestamp()  # local time: END shows today's times as HH:MM
@@ -165,8 +165,8 @@ def test_watch_title_says_when_it_was_drawn_and_fits() -> None:
 
 
 def test_as_dict_gives_the_session_uptime() -> None:
-    from streamctl.control import View
-    from streamctl.state import OpenSession, StreamState
+    from streamctl.commands.streams import View
+    from streamctl.store.state import OpenSession, StreamState
 
     st = StreamState(name="m", status="live", budget_seconds=600.0)
     st.session = OpenSession(started_at=NOW - 724.25, t_arg=600.0, runtime_seconds=720.0, checkpoint_at=NOW)
@@ -224,9 +224,9 @@ def run_in_terminal(args: list[str], columns: int, env: dict[str, str], redraws:
 def test_real_status_in_80_columns(
     home: Path, tty_columns: int, env_columns: str | None, no_color: bool
 ) -> None:
-    from streamctl.fileio import HeldLock
-    from streamctl.paths import Paths
-    from streamctl.state import OpenSession, StateStore
+    from streamctl.store.fileio import HeldLock
+    from streamctl.store.paths import Paths
+    from streamctl.store.state import OpenSession, StateStore
 
     paths = Paths.from_env()
     store = StateStore(paths)
@@ -268,8 +268,8 @@ def test_real_status_in_80_columns(
 
 
 def test_real_watch_says_when_it_redrew_and_fits(home: Path) -> None:
-    from streamctl.paths import Paths
-    from streamctl.state import StateStore
+    from streamctl.store.paths import Paths
+    from streamctl.store.state import StateStore
 
     with StateStore(Paths.from_env()).update("a-stream-with-a-long-name", time.time()) as st:
         st.status, st.stop_reason, st.budget_seconds = "failed", "start_failed", 3600.0

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from streamctl.config import Settings, StreamSpec
-from streamctl.paths import Paths
-from streamctl.state import StateStore
-from streamctl.states import Status, StopReason
-from streamctl.supervisor import Supervisor
+from streamctl.run.supervisor import Supervisor
+from streamctl.store.config import Settings, StreamSpec
+from streamctl.store.lifecycle import Status, StopReason
+from streamctl.store.paths import Paths
+from streamctl.store.state import StateStore
 
 
 class Clock:

@@ -158,14 +158,14 @@ def test_deadline_wins_over_a_longer_budget(home: Path, media: Path, no_leftover
 
 
 def test_sweep_never_touches_a_reused_pid(home: Path) -> None:
-    from streamctl.paths import Paths
-    from streamctl.state import OpenSession, StateStore
+    from streamctl.store.paths import Paths
+    from streamctl.store.state import OpenSession, StateStore
 
     stranger = subprocess.Popen(["sleep", "60"])
     try:
         real = psutil.Process(stranger.pid).create_time()
         store = StateStore(Paths.from_env())
-        from streamctl.process import cmd_digest
+        from streamctl.run.process import cmd_digest
 
         ours = ["ffmpeg", "-i", "x", "rtmp://h/live/****"]
         cases = {"older": real - 100.0, "samestart": real}  # pid reused later / same start, other program
@@ -185,8 +185,8 @@ def test_sweep_never_touches_a_reused_pid(home: Path) -> None:
 
 
 def test_two_sweeps_at_once_count_everything_once(home: Path) -> None:
-    from streamctl.paths import Paths
-    from streamctl.state import OpenSession, StateStore
+    from streamctl.store.paths import Paths
+    from streamctl.store.state import OpenSession, StateStore
 
     store = StateStore(Paths.from_env())
     dead = subprocess.Popen(["true"])

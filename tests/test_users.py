@@ -146,7 +146,16 @@ def test_prometheus_textfile_format(home: Path, tmp_path: Path) -> None:
     media.write_bytes(b"x")
     assert (
         cli(
-            "add", "prom", "-i", str(media), "--url", "rtmp://h/live", "--key", "PROMETHEUSKEY", "--hours", "2"
+            "add",
+            "prom",
+            "-i",
+            str(media),
+            "--url",
+            "rtmp://h/live",
+            "--key",
+            "PROMETHEUSKEY",
+            "--hours",
+            "2",
         ).returncode
         == 0
     )

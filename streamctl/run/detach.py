@@ -11,10 +11,10 @@ import tempfile
 import time
 from typing import Any
 
-from streamctl.config import StreamSpec
 from streamctl.errors import ERROR_PREFIX, StreamctlError
-from streamctl.ffmpeg import find_ffmpeg, preflight_input
-from streamctl.paths import Paths
+from streamctl.run.ffmpeg import find_ffmpeg, preflight_input
+from streamctl.store.config import StreamSpec
+from streamctl.store.paths import Paths
 
 DETACHED = "_STREAMCTL_DETACHED"
 
@@ -29,7 +29,7 @@ def start_detached(
     the supervisor waits to retry (returned: the cause); or the supervisor exited (raised, with its exit
     code and error line). With none of them within WAIT, it returns as the supervisor goes on.
     """
-    from streamctl.supervisor import prepare_input
+    from streamctl.run.supervisor import prepare_input
 
     found, _ = find_ffmpeg(ffmpeg, spec.settings.ffmpeg)
     preflight_input(found, prepare_input(paths, spec))  # a playlist is checked as the supervisor will run it

@@ -6,9 +6,9 @@ with that time (at most its -t): counting too much can only end the stream early
 
 from __future__ import annotations
 
-from streamctl.process import ProcessIdentity
-from streamctl.state import OpenSession, StreamState
-from streamctl.states import Status, StopReason
+from streamctl.run.process import ProcessIdentity
+from streamctl.store.lifecycle import Status, StopReason
+from streamctl.store.state import OpenSession, StreamState
 
 
 def session_process(s: OpenSession | None) -> ProcessIdentity | None:
@@ -49,7 +49,7 @@ def lost_streamed(s: OpenSession, now: float, checkpoint_interval: float = 5.0) 
     Its ffmpeg died with its supervisor (parent-death signal), at most one checkpoint interval after the
     last checkpoint; an orphan adopted by `sweep` may have run on until its -t.
     """
-    from streamctl.accounting import EXTRAPOLATE_MAX
+    from streamctl.run.accounting import EXTRAPOLATE_MAX
 
     return _credit(s, now, None if s.orphaned_at is not None else checkpoint_interval + EXTRAPOLATE_MAX)
 
@@ -67,7 +67,7 @@ def settle(
     A recorded ffmpeg still alive is credited up to now and stopped; one already gone is credited as
     `lost_streamed` says. Returns (seconds credited, pid of the ffmpeg stopped or None).
     """
-    from streamctl.process import stop_foreign
+    from streamctl.run.process import stop_foreign
 
     s = st.session
     ran, stopped = 0.0, None

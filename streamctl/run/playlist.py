@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from streamctl.errors import UsageError
-from streamctl.fileio import atomic_write
+from streamctl.store.fileio import atomic_write
 
 MEDIA = {".mp4", ".m4v", ".mkv", ".mov", ".flv", ".ts", ".webm", ".avi", ".mp3", ".m4a", ".aac", ".wav"}
 LISTS = {".txt", ".m3u", ".list"}

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streamctl.errors import FileError, NotFound
-from streamctl.fileio import atomic_write, locked
-from streamctl.paths import Paths
-from streamctl.states import Status, StopReason, check_transition
+from streamctl.store.fileio import atomic_write, locked
+from streamctl.store.lifecycle import Status, StopReason, check_transition
+from streamctl.store.paths import Paths
 
 SCHEMA_VERSION = 1
 KEEP_SESSIONS = 50  # closed sessions kept in the file; `session_count` counts them all

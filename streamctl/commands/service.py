@@ -23,7 +23,7 @@ from streamctl.errors import (
     UsageError,
     did_you_mean,
 )
-from streamctl.paths import Paths, under, validate_name
+from streamctl.store.paths import Paths, under, validate_name
 
 UNIT_NAME = "streamctl@.service"
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
@@ -154,7 +154,7 @@ def _unit_conflict(
     """Refuse to rewrite an existing template unit for another home or another streamctl: every instance
     (every stream) shares that one file, so the streams it was written for would stop finding their
     config. The same home and streamctl: rewritten (an upgrade of this text) or unchanged."""
-    from streamctl.doctor import unit_uses
+    from streamctl.commands.doctor import unit_uses
 
     if not unit_path.exists():
         return
@@ -226,7 +226,7 @@ def _write(path: Path, text: str) -> bool:
 def check_stream(paths: Paths, name: str, euid: int, env: Mapping[str, str]) -> None:
     """Refuse NAME unless the service would find and resolve it: in the config, complete, and with no
     relative path or environment variable that only this shell has."""
-    from streamctl.config import load_config, require_limit, resolve_spec
+    from streamctl.store.config import load_config, require_limit, resolve_spec
 
     validate_name(name)
     config = load_config(paths)
@@ -289,7 +289,7 @@ def install(
 ) -> Installed:
     """Write the unit and the cron sweep for NAME (under ROOT), then enable and start streamctl@NAME
     when systemd runs here. Nothing is written unless NAME would start under the service."""
-    from streamctl.fileio import is_locked
+    from streamctl.store.fileio import is_locked
 
     uid = os.geteuid() if euid is None else euid
     e = os.environ if env is None else env

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from streamctl.config import StreamSpec
 from streamctl.errors import EnvironmentProblem, UsageError
 from streamctl.masking import MASK, is_stream_url, mask_text, mask_url, url_secrets
+from streamctl.store.config import StreamSpec
 
 STATS_PERIOD = 0.5
 

@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 
 from streamctl.durations import check_seconds, parse_duration
 from streamctl.errors import ConfigRefused, FileError, NotFound, UsageError, did_you_mean
-from streamctl.fileio import atomic_write, locked
 from streamctl.masking import MIN_KEY, STREAM_SCHEMES, url_secrets
-from streamctl.paths import Paths, validate_name
+from streamctl.store.fileio import atomic_write, locked
+from streamctl.store.paths import Paths, validate_name
 
 MODES = ("copy", "encode")
 _BITRATE = re.compile(r"\d+(\.\d+)?[kKmM]?")
@@ -527,7 +527,7 @@ def old_config_hint(paths: Paths) -> str:
     """As root, a config left in ~/.config/streamctl/ is no longer read: say so where a stream is missed."""
     if os.environ.get("STREAMCTL_HOME") or paths.config_file.exists():
         return ""
-    from streamctl.doctor import check_old_config
+    from streamctl.commands.doctor import check_old_config
 
     found = check_old_config(paths)
     return f"; {found[0].detail}" if found else ""

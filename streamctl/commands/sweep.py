@@ -15,12 +15,12 @@ import time
 from dataclasses import asdict, dataclass
 
 from streamctl.errors import StreamctlError
-from streamctl.fileio import is_locked, locked
-from streamctl.paths import Paths
-from streamctl.process import ProcessIdentity, stop_foreign
-from streamctl.recovery import orphan_streamed, session_age, session_process, settle
-from streamctl.state import StateStore, StreamState
-from streamctl.states import StopReason
+from streamctl.run.process import ProcessIdentity, stop_foreign
+from streamctl.run.recovery import orphan_streamed, session_age, session_process, settle
+from streamctl.store.fileio import is_locked, locked
+from streamctl.store.lifecycle import StopReason
+from streamctl.store.paths import Paths
+from streamctl.store.state import StateStore, StreamState
 
 SLACK = 0.5  # seconds of budget left that count as spent (an orphan is not worth keeping for it)
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from streamctl import receiver
-from streamctl.config import Settings, StreamSpec
-from streamctl.paths import Paths
+from streamctl.store.config import Settings, StreamSpec
+from streamctl.store.paths import Paths
 
 KEY = "demo-stream-key"  # at least masking.MIN_KEY characters
 
@@ -132,7 +132,7 @@ def _crash_midway(paths: Paths, at: float, log: Any) -> None:
 
 def run_demo(seconds: float = 30.0, console: Any = True, log: Any = print) -> DemoResult:
     from streamctl.errors import EnvironmentProblem
-    from streamctl.ffmpeg import find_ffmpeg, find_ffprobe
+    from streamctl.run.ffmpeg import find_ffmpeg, find_ffprobe
 
     ffmpeg, _ = find_ffmpeg()
     if find_ffprobe(ffmpeg) is None:
@@ -146,7 +146,7 @@ def run_demo(seconds: float = 30.0, console: Any = True, log: Any = print) -> De
 
 def _run(ffmpeg: str, work: Path, seconds: float, console: Any, log: Any) -> DemoResult:
     from streamctl.errors import EnvironmentProblem
-    from streamctl.supervisor import start_stream
+    from streamctl.run.supervisor import start_stream
 
     rx: ListenerReceiver | NginxReceiver
     try:

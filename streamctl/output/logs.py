@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from streamctl.fileio import ensure_private_dir
 from streamctl.masking import mask_text
+from streamctl.store.fileio import ensure_private_dir
 
 
 class SecretFilter(logging.Filter):

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from urllib.parse import urlsplit
 
-from streamctl.config import Config, StreamSpec, load_config
 from streamctl.errors import NotFound, StreamctlError, did_you_mean
-from streamctl.paths import Paths, validate_name
+from streamctl.store.config import Config, StreamSpec, load_config
+from streamctl.store.paths import Paths, validate_name
 
 DEFAULT_PORTS = {"rtmp": 1935, "rtmps": 443}
 CONNECT_TIMEOUT = 3.0
@@ -66,8 +66,8 @@ def ingest_reachable(url: str, connect: Connect = _connect, timeout: float = CON
 def _input(spec: StreamSpec, ffmpeg: str) -> tuple[bool, str]:
     """Whether the input was probed, and what it is: probed as ffmpeg will open it (a playlist file by
     file, a network input within a few seconds); raises UsageError naming the input and ffprobe's reason."""
-    from streamctl.ffmpeg import probe_input
-    from streamctl.playlist import entries, is_playlist
+    from streamctl.run.ffmpeg import probe_input
+    from streamctl.run.playlist import entries, is_playlist
 
     if spec.input_format is None and is_playlist(spec.input):
         files = entries(spec.input)
@@ -83,8 +83,8 @@ def _input(spec: StreamSpec, ffmpeg: str) -> tuple[bool, str]:
 
 
 def check_stream(config: Config, name: str, ffmpeg: str | None, connect: Connect = _connect) -> list[Finding]:
-    from streamctl.ffmpeg import find_ffmpeg, shown_input
     from streamctl.masking import mask_url
+    from streamctl.run.ffmpeg import find_ffmpeg, shown_input
 
     try:
         spec = config.checked_spec(name)

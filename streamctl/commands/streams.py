@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from streamctl.config import load_config
 from streamctl.errors import ConfigRefused, Conflict, NotFound, StreamctlError, UsageError, did_you_mean
-from streamctl.fileio import is_locked
-from streamctl.paths import Paths, validate_name
-from streamctl.state import StateStore, StreamState, iso
-from streamctl.states import Status, StopReason
+from streamctl.store.config import load_config
+from streamctl.store.fileio import is_locked
+from streamctl.store.lifecycle import Status, StopReason
+from streamctl.store.paths import Paths, validate_name
+from streamctl.store.state import StateStore, StreamState, iso
 
 WARN_BELOW = 300.0  # seconds: "ending soon"
 
@@ -35,7 +35,7 @@ class View:
         """The supervisor is gone but its ffmpeg still streams (pid and start time both match)."""
         if self.supervised or self.state.session is None:
             return False
-        from streamctl.recovery import session_process  # psutil: only on this rare path
+        from streamctl.run.recovery import session_process  # psutil: only on this rare path
 
         ident = session_process(self.state.session)
         return ident is not None and ident.alive()
@@ -165,7 +165,7 @@ def _configured(paths: Paths) -> list[str]:
 
 def reset_runtime(paths: Paths, name: str) -> float:
     """Zero the cumulative runtime of a stream that is not running. Returns the runtime it had."""
-    from streamctl.fileio import locked
+    from streamctl.store.fileio import locked
 
     validate_name(name)
     store = StateStore(paths)
@@ -181,7 +181,7 @@ def reset_runtime(paths: Paths, name: str) -> float:
         if is_locked(paths.run_lock(name)):
             raise Conflict(f"stream {name!r} is live; stop it first (streamctl stop {name})")
         if st.session is not None:
-            from streamctl.recovery import session_process
+            from streamctl.run.recovery import session_process
 
             ident = session_process(st.session)
             if ident is not None and ident.alive():
@@ -203,8 +203,8 @@ def reset_runtime(paths: Paths, name: str) -> float:
 
 def stop(paths: Paths, name: str, timeout: float = 30.0) -> str:
     """Stop a running stream gracefully and wait until it is down. Returns what happened, for people."""
-    from streamctl.process import ProcessIdentity
-    from streamctl.recovery import settle
+    from streamctl.run.process import ProcessIdentity
+    from streamctl.run.recovery import settle
 
     validate_name(name)
     store = StateStore(paths)
@@ -237,7 +237,7 @@ def stop(paths: Paths, name: str, timeout: float = 30.0) -> str:
             time.sleep(0.05)
         return "stopped"
     # No supervisor: an ffmpeg left by a dead one may still be streaming.
-    from streamctl.fileio import locked
+    from streamctl.store.fileio import locked
 
     with locked(paths.state_lock(name)):
         if not is_locked(lock):

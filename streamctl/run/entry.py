@@ -1,6 +1,6 @@
 """The long-running half of `streamctl start`, in a lean process.
 
-Once the command line is parsed and checked, `start` execs `python -m streamctl.supervise`: the same pid,
+Once the command line is parsed and checked, `start` execs `python -m streamctl.run.entry`: the same pid,
 terminal and files, but without Typer and the pydantic it loads, which a supervisor running for hours has
 no use for (measured: 22 MiB RSS instead of 34). The stream's spec, key included, comes through an
 inherited pipe, never argv, which `ps` shows to every local user.
@@ -15,9 +15,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn
 
-from streamctl.config import Settings, StreamSpec
 from streamctl.errors import StreamctlError, error_line
-from streamctl.paths import Paths
+from streamctl.store.config import Settings, StreamSpec
+from streamctl.store.paths import Paths
 
 
 def exec_supervisor(paths: Paths, spec: StreamSpec, quiet: bool, ffmpeg: str | None) -> NoReturn:
@@ -37,7 +37,7 @@ def exec_supervisor(paths: Paths, spec: StreamSpec, quiet: bool, ffmpeg: str | N
     os.set_inheritable(r, True)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "streamctl.supervise", str(r)])
+    os.execv(sys.executable, [sys.executable, "-m", "streamctl.run.entry", str(r)])
 
 
 def _load(fd: int) -> tuple[Paths, StreamSpec, bool, str | None]:
@@ -55,7 +55,7 @@ def _with_progress_bar(paths: Paths, spec: StreamSpec, ffmpeg: str | None) -> An
     from rich.progress import BarColumn, Progress, TextColumn
 
     from streamctl.durations import format_duration
-    from streamctl.supervisor import Supervisor, start_stream
+    from streamctl.run.supervisor import Supervisor, start_stream
 
     console = Console(stderr=True)
     bar = Progress(
@@ -78,7 +78,7 @@ def _with_progress_bar(paths: Paths, spec: StreamSpec, ffmpeg: str | None) -> An
 
 
 def main() -> None:
-    from streamctl.supervisor import start_stream
+    from streamctl.run.supervisor import start_stream
 
     try:
         paths, spec, quiet, ffmpeg = _load(int(sys.argv[1]))

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from streamctl.errors import EXIT_ENVIRONMENT, StreamctlError
-from streamctl.paths import Paths, under
+from streamctl.store.paths import Paths, under
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def _mode(path: Path) -> str:
 
 
 def check_ffmpeg(cli: str | None, configured: str | None) -> list[Check]:
-    from streamctl.ffmpeg import find_ffmpeg, find_ffprobe
+    from streamctl.run.ffmpeg import find_ffmpeg, find_ffprobe
 
     try:
         ffmpeg, source = find_ffmpeg(cli, configured)
@@ -88,7 +88,7 @@ def check_ffmpeg(cli: str | None, configured: str | None) -> list[Check]:
 
 def check_config(paths: Paths) -> list[Check]:
     """The config read as `start` reads it: one failed check per broken stream (`check` says more)."""
-    from streamctl.config import load_config
+    from streamctl.store.config import load_config
 
     try:
         config = load_config(paths)

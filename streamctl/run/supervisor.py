@@ -21,20 +21,20 @@ from enum import Enum
 from types import FrameType
 from typing import Any
 
-from streamctl.accounting import Ledger
-from streamctl.config import StreamSpec, require_limit
 from streamctl.durations import format_duration
 from streamctl.errors import BudgetSpent
-from streamctl.ffmpeg import ProgressParser, build_argv, explain_failure
-from streamctl.fileio import HeldLock
-from streamctl.liveness import BacklogWatch, send_queue
 from streamctl.masking import masked_argv
-from streamctl.paths import Paths
-from streamctl.policy import RestartPolicy
-from streamctl.process import Child, FfmpegProcess, ProcessIdentity, cmd_digest
-from streamctl.recovery import boot_id, session_process, settle
-from streamctl.state import OpenSession, StateStore, StreamState, iso
-from streamctl.states import Status, StopReason
+from streamctl.run.accounting import Ledger
+from streamctl.run.ffmpeg import ProgressParser, build_argv, explain_failure
+from streamctl.run.liveness import BacklogWatch, send_queue
+from streamctl.run.policy import RestartPolicy
+from streamctl.run.process import Child, FfmpegProcess, ProcessIdentity, cmd_digest
+from streamctl.run.recovery import boot_id, session_process, settle
+from streamctl.store.config import StreamSpec, require_limit
+from streamctl.store.fileio import HeldLock
+from streamctl.store.lifecycle import Status, StopReason
+from streamctl.store.paths import Paths
+from streamctl.store.state import OpenSession, StateStore, StreamState, iso
 
 MIN_SESSION = 1.0  # remaining budget below this is spent: not worth a new ffmpeg and connection
 TIMER_MARGIN = 2.0  # the backup Timer fires this long after the session should have ended (connect time)
@@ -601,7 +601,7 @@ def prepare_input(paths: Paths, spec: StreamSpec) -> StreamSpec:
     """A folder or list file becomes an ffconcat list beside the state (ffmpeg's concat demuxer)."""
     from dataclasses import replace
 
-    from streamctl.playlist import is_playlist, write_concat
+    from streamctl.run.playlist import is_playlist, write_concat
 
     if spec.input_format is not None or not is_playlist(spec.input):
         return spec
@@ -618,8 +618,8 @@ def start_stream(
 ) -> Outcome:
     """Run SPEC's supervisor in this process until the stream ends (the `start` command).
     FFMPEG is the --ffmpeg given on the command line, if any."""
-    from streamctl.ffmpeg import find_ffmpeg, preflight_input
-    from streamctl.logs import close_logger, stream_logger
+    from streamctl.output.logs import close_logger, stream_logger
+    from streamctl.run.ffmpeg import find_ffmpeg, preflight_input
 
     ffmpeg, _ = find_ffmpeg(ffmpeg, spec.settings.ffmpeg)
     spec = prepare_input(paths, require_limit(spec))  # before anything is written

@@ -1,0 +1,1 @@
+"""What each command does, under the CLI: status, stop, sweep, check, doctor, install-service, demo."""

@@ -1,0 +1,1 @@
+"""What people and scripts see: the status table, Prometheus metrics, log handlers."""

@@ -1,0 +1,1 @@
+"""Files on disk: where they live, the config, each stream's state and its lifecycle, locked writes."""
