@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from streamctl import __version__
-from streamctl.errors import EXIT_USAGE, StreamctlError, UsageError, error_line
+from streamctl.errors import EXIT_USAGE, StreamctlError, UsageError, error_line, exit_with, reported
 
 app = typer.Typer(
     name="streamctl",
@@ -303,7 +303,9 @@ def start(
     }
     paths = _paths()
     spec = require_limit(resolve_spec(paths, name, overrides))
-    if detach and not os.environ.get("_STREAMCTL_DETACHED"):
+    from streamctl.run.detach import DETACHED
+
+    if detach and not os.environ.get(DETACHED):
         from streamctl.run.detach import start_detached
 
         pid, first_error = start_detached(paths, spec, ffmpeg, sys.argv[1:])
@@ -582,18 +584,12 @@ def install_service(
         typer.echo(line)
 
 
-def _fail(message: str, code: int) -> None:
-    sys.stderr.write(error_line(message))
-    sys.exit(code)
-
-
 def main() -> None:
-    try:
-        rv = app(standalone_mode=False)
-    except StreamctlError as e:
-        _fail(str(e), e.exit_code)
-    except typer.TyperException as e:  # typer's usage errors: unknown option, bad value, missing argument
-        _fail(e.format_message(), getattr(e, "exit_code", EXIT_USAGE))
-    except (KeyboardInterrupt, typer.Abort):
-        _fail("interrupted", 130)
+    with reported():
+        try:
+            rv = app(standalone_mode=False)
+        except typer.TyperException as e:  # typer's usage errors: unknown option, bad value, missing argument
+            exit_with(e.format_message(), getattr(e, "exit_code", EXIT_USAGE))
+        except typer.Abort:
+            exit_with("interrupted", 130)
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import NoReturn
 
 # Exit codes (README, "Exit codes"). 2 is also what Typer uses for usage errors.
-EXIT_OK = 0
 EXIT_FAILED = 1  # the stream gave up: retries exhausted, or it failed to start
 EXIT_USAGE = 2  # bad input: a value, a name, an option
 EXIT_NOT_FOUND = 3  # no such stream
@@ -62,15 +64,26 @@ class EnvironmentProblem(StreamctlError):
     exit_code = EXIT_ENVIRONMENT
 
 
-class StreamFailed(StreamctlError):
-    """The supervisor gave up on the stream (retries exhausted)."""
-
-    exit_code = EXIT_FAILED
-
-
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """'; did you mean 'X'?' for the closest of CHOICES, or ''."""
     import difflib
 
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def exit_with(message: str, code: int) -> NoReturn:
+    """End the process the one way every command does: one line on stderr, a documented exit code."""
+    sys.stderr.write(error_line(message))
+    sys.exit(code)
+
+
+@contextmanager
+def reported() -> Iterator[None]:
+    """Turn the library's typed errors, and Ctrl-C, into their exit: for `streamctl` and its supervisor."""
+    try:
+        yield
+    except StreamctlError as e:
+        exit_with(str(e), e.exit_code)
+    except KeyboardInterrupt:
+        exit_with("interrupted", 130)

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn
 
-from streamctl.errors import StreamctlError, error_line
+from streamctl.errors import StreamctlError, error_line, exit_with, reported
 from streamctl.store.config import Settings, StreamSpec
 from streamctl.store.paths import Paths
 
@@ -80,24 +80,20 @@ def _with_progress_bar(paths: Paths, spec: StreamSpec, ffmpeg: str | None) -> An
 def main() -> None:
     from streamctl.run.supervisor import start_stream
 
-    try:
-        paths, spec, quiet, ffmpeg = _load(int(sys.argv[1]))
-        if quiet or not sys.stderr.isatty():
-            outcome = start_stream(paths, spec, console=not quiet, ffmpeg=ffmpeg)
-        else:
-            outcome = _with_progress_bar(paths, spec, ffmpeg)
-    except StreamctlError as e:
-        sys.stderr.write(error_line(str(e)))
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        sys.stderr.write(error_line("interrupted"))
-        sys.exit(130)
-    except Exception as e:  # a bug: still one line for the user; the details in the stream's log
-        import logging
+    with reported():
+        try:
+            paths, spec, quiet, ffmpeg = _load(int(sys.argv[1]))
+            if quiet or not sys.stderr.isatty():
+                outcome = start_stream(paths, spec, console=not quiet, ffmpeg=ffmpeg)
+            else:
+                outcome = _with_progress_bar(paths, spec, ffmpeg)
+        except (StreamctlError, KeyboardInterrupt):
+            raise
+        except Exception as e:  # a bug: still one line for the user; the details in the stream's log
+            import logging
 
-        logging.getLogger("streamctl").exception("supervisor crashed")
-        sys.stderr.write(error_line(f"internal error: {type(e).__name__}: {e}"))
-        sys.exit(1)
+            logging.getLogger("streamctl").exception("supervisor crashed")
+            exit_with(f"internal error: {type(e).__name__}: {e}", 1)
     if not outcome.ok and outcome.cause:
         # One line, with -q too: what failed, in ffmpeg's words, and what to check (the rest is in the log).
         sys.stderr.write(error_line(f"{spec.name}: {outcome.cause}"))
