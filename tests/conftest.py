@@ -120,3 +120,11 @@ def no_leftovers(rtmp: Rtmp) -> Iterator[Rtmp]:
     wait_for(lambda: not ffmpegs(marker), timeout=10)  # fails the test if one is still there
     zombies = [c for c in psutil.Process().children(recursive=True) if c.status() == psutil.STATUS_ZOMBIE]
     assert zombies == []
+
+
+def fake_ffmpeg(tmp_path: Path, name: str, body: str) -> Path:
+    """A stand-in for ffmpeg where real ffmpeg cannot be made to misbehave on demand."""
+    p = tmp_path / name
+    p.write_text("#!/bin/bash\n" + body)
+    p.chmod(0o755)
+    return p

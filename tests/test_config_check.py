@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Rtmp, cli, cli_bg, free_port, needs_media, wait_for
+from tests.conftest import Rtmp, cli, cli_bg, fake_ffmpeg, free_port, needs_media, wait_for
 from tests.test_cli import snapshot
 
 
@@ -117,9 +117,7 @@ def test_name_typos_get_a_did_you_mean(home: Path, media: Path) -> None:
 
 
 def _state_of_a_finished_stream(home: Path, tmp_path: Path) -> None:
-    fake = tmp_path / "ffmpeg"
-    fake.write_text("#!/bin/sh\nexit 0\n")
-    fake.chmod(0o755)
+    fake = fake_ffmpeg(tmp_path, "ffmpeg", "exit 0\n")
     r = cli("start", "s", "--input-format", "lavfi", "--input", "testsrc", "--url", str(tmp_path / "o.flv"),
             "--duration", "5s", "--ffmpeg", str(fake), "-q")  # fmt: skip
     assert r.returncode == 0, r.stderr

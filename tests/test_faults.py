@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import Rtmp, cli, cli_bg, needs_media, read_state, wait_for
+from tests.conftest import Rtmp, cli, cli_bg, fake_ffmpeg, needs_media, read_state, wait_for
 from tests.test_e2e import live_ffmpeg_pid, start_args
 
 
@@ -45,14 +45,6 @@ def running(script: Path) -> list[psutil.Process]:
         if str(script) in (p.info["cmdline"] or [])[:2] and p.info["status"] != psutil.STATUS_ZOMBIE:
             out.append(p)
     return out
-
-
-def fake_ffmpeg(tmp_path: Path, name: str, body: str) -> Path:
-    """A stand-in for ffmpeg where real ffmpeg cannot be made to misbehave on demand."""
-    p = tmp_path / name
-    p.write_text("#!/bin/bash\n" + body)
-    p.chmod(0o755)
-    return p
 
 
 @needs_media

@@ -127,19 +127,8 @@ def check_old_config(
     paths: Paths, env: Mapping[str, str] | None = None, euid: int | None = None
 ) -> list[Check]:
     """As root, the config is in SYSTEM_HOME: one left in ~/.config/streamctl/ is no longer read."""
-    if (os.geteuid() if euid is None else euid) != 0:
-        return []
-    old = Paths.xdg(os.environ if env is None else env)
-    if old.config_file == paths.config_file or not old.config_file.exists():
-        return []
-    if paths.config_file.exists():
-        how = f"copy its [streams.*] tables into {paths.config_file}, then remove it"
-    else:
-        how = f"mkdir -p -m 700 {paths.config_file.parent} && mv {old.config_file} {paths.config_file}"
-        if old.state_dir.exists() and not paths.state_dir.exists():
-            how += f" && mv {old.state_dir} {paths.state_dir}"  # the runtime so far goes along
-    detail = f"{old.config_file} is not read as root: the config is {paths.config_file}; move it: {how}"
-    return [Check("old config", False, detail, needed=False)]
+    detail = paths.leftover_config(env, euid)
+    return [Check("old config", False, detail, needed=False)] if detail else []
 
 
 _ASSIGN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.S)

@@ -3,13 +3,11 @@ and at the config and state this command uses (paths.Paths), so the service find
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ from streamctl.errors import (
     UsageError,
     did_you_mean,
 )
+from streamctl.store.fileio import atomic_write
 from streamctl.store.paths import Paths, under, validate_name
 
 UNIT_NAME = "streamctl@.service"
@@ -203,23 +202,7 @@ def _write(path: Path, text: str) -> bool:
             return False
     except OSError:
         pass
-    tmp = None
-    try:
-        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fchmod(f.fileno(), 0o644)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as e:
-        raise FileError(f"cannot write {path}: {e.strerror}") from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    atomic_write(path, text.encode(), mode=0o644)
     return True
 
 

@@ -145,7 +145,7 @@ def views(
 
 def running_supervisor(paths: Paths, name: str) -> int | None:
     """The pid of NAME's running supervisor (0 if it runs but has not written its pid yet), else None."""
-    if not paths.state_file(name).parent.is_dir() or not is_locked(paths.run_lock(name)):
+    if not is_locked(paths.run_lock(name)):  # no lock file (never started) reads as not locked
         return None
     try:
         st = StateStore(paths).load(name)

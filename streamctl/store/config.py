@@ -527,10 +527,8 @@ def old_config_hint(paths: Paths) -> str:
     """As root, a config left in ~/.config/streamctl/ is no longer read: say so where a stream is missed."""
     if os.environ.get("STREAMCTL_HOME") or paths.config_file.exists():
         return ""
-    from streamctl.commands.doctor import check_old_config
-
-    found = check_old_config(paths)
-    return f"; {found[0].detail}" if found else ""
+    detail = paths.leftover_config()
+    return f"; {detail}" if detail else ""
 
 
 def resolve_spec(paths: Paths, name: str, overrides: dict[str, Any]) -> StreamSpec:

@@ -32,11 +32,20 @@ def ensure_private_dir(path: Path) -> None:
         raise FileError(f"cannot create folder {path}: {e.strerror}") from None
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write DATA to PATH so readers see the old or the new file, never a mix; mode 0600."""
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write DATA to PATH so readers see the old or the new file, never a mix.
+
+    MODE 0600 (ours: config, state, logs) goes in a 0700 folder; a file others must read (a systemd
+    unit, a cron file: no secret in them) gets its folder made 0755 instead."""
     import tempfile  # only writers need it; keeps read-only commands quick to start
 
-    ensure_private_dir(path.parent)
+    if mode & 0o077:
+        try:
+            path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        except OSError as e:
+            raise FileError(f"cannot create folder {path.parent}: {e.strerror}") from None
+    else:
+        ensure_private_dir(path.parent)
     tmp = None
     try:
         # mkstemp creates the file 0600, in the same folder so os.replace is atomic.
@@ -44,6 +53,8 @@ def atomic_write(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            if mode != 0o600:
+                os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         os.replace(tmp, path)
         tmp = None

@@ -93,6 +93,22 @@ class Paths:
             state_dir=(state_home / "streamctl").absolute(),
         )
 
+    def leftover_config(self, env: Mapping[str, str] | None = None, euid: int | None = None) -> str | None:
+        """As root, a config left in ~/.config/streamctl/ is no longer read: where it is and how to move
+        it (None when there is none)."""
+        if (os.geteuid() if euid is None else euid) != 0:
+            return None
+        old = Paths.xdg(os.environ if env is None else env)
+        if old.config_file == self.config_file or not old.config_file.exists():
+            return None
+        if self.config_file.exists():
+            how = f"copy its [streams.*] tables into {self.config_file}, then remove it"
+        else:
+            how = f"mkdir -p -m 700 {self.config_file.parent} && mv {old.config_file} {self.config_file}"
+            if old.state_dir.exists() and not self.state_dir.exists():
+                how += f" && mv {old.state_dir} {self.state_dir}"  # the runtime so far goes along
+        return f"{old.config_file} is not read as root: the config is {self.config_file}; move it: {how}"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, euid: int | None = None) -> Paths:
         """Where config and state live for a process with ENV and EUID (default: this one's).
