@@ -10,7 +10,6 @@ nothing is left running.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -23,8 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from streamctl import receiver
+from streamctl.errors import StreamctlError
 from streamctl.store.config import Settings, StreamSpec
+from streamctl.store.lifecycle import Status
 from streamctl.store.paths import Paths
+from streamctl.store.state import StateStore
 
 KEY = "demo-stream-key"  # at least masking.MIN_KEY characters
 
@@ -113,20 +115,22 @@ class DemoResult:
 
 def _crash_midway(paths: Paths, at: float, log: Any) -> None:
     """SIGSEGV the live ffmpeg once the stream has run AT seconds: a real crash, not a simulation."""
-    path = paths.state_file("demo")
+    store = StateStore(paths)
     while True:
         time.sleep(0.1)
         try:
-            st = json.loads(path.read_text())
-        except (OSError, ValueError):
+            st = store.load("demo")
+        except StreamctlError:
             continue
-        if st.get("status") in ("offline", "failed"):
+        if st is None:
+            continue
+        if st.status_enum in (Status.OFFLINE, Status.FAILED):
             return
-        s = st.get("session")
-        if st.get("status") == "live" and s and s["runtime_seconds"] >= at:
-            log(f"demo: sending SIGSEGV to ffmpeg (pid {s['ffmpeg_pid']}) after {s['runtime_seconds']:.1f}s")
+        s = st.session
+        if st.status_enum == Status.LIVE and s and s.ffmpeg_pid and s.runtime_seconds >= at:
+            log(f"demo: sending SIGSEGV to ffmpeg (pid {s.ffmpeg_pid}) after {s.runtime_seconds:.1f}s")
             with contextlib.suppress(ProcessLookupError):
-                os.kill(s["ffmpeg_pid"], signal.SIGSEGV)
+                os.kill(s.ffmpeg_pid, signal.SIGSEGV)
             return
 
 
@@ -146,7 +150,7 @@ def run_demo(seconds: float = 30.0, console: Any = True, log: Any = print) -> De
 
 def _run(ffmpeg: str, work: Path, seconds: float, console: Any, log: Any) -> DemoResult:
     from streamctl.errors import EnvironmentProblem
-    from streamctl.run.supervisor import start_stream
+    from streamctl.run.entry import start_stream
 
     rx: ListenerReceiver | NginxReceiver
     try:

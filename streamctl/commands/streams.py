@@ -60,7 +60,8 @@ class View:
         st, now = self.state, self.now
         live = self.status.running
         runtime = st.total_runtime(now if live else None)
-        remaining = st.remaining(now) if live else st.remaining(None if st.until is None else now)
+        # a stream that does not run has no open session to extrapolate, but its deadline still nears
+        remaining = st.limit.remaining(runtime, now if live or st.until is not None else None)
         session = st.session
         session_runtime = st.session_runtime(now) if live else None
         session_start = session.started_at if session is not None and live else None
@@ -71,7 +72,7 @@ class View:
             "ffmpeg_pid": session.ffmpeg_pid if session is not None and live else None,
             "budget_seconds": st.budget_seconds,
             "until": iso(st.until),
-            "limit": st.limit(now),
+            "limit": st.limit.which(runtime, now),
             "runtime_seconds": round(runtime, 3),
             "session_runtime_seconds": round(session_runtime, 3) if session_runtime is not None else None,
             "session_started_at": iso(session_start),
@@ -189,15 +190,9 @@ def reset_runtime(paths: Paths, name: str) -> float:
                     f"an ffmpeg of stream {name!r} is still running (pid {st.session.ffmpeg_pid}); "
                     f"stop it first (streamctl stop {name})"
                 )
-        old = st.total_runtime()
-        st.runtime_seconds = 0.0
-        st.session = None
-        st.sessions = []
-        st.session_count = 0
-        st.restarts = 0
-        if st.status_enum.running:
-            st.transition(Status.OFFLINE, StopReason.SUPERVISOR_LOST, time.time())
-        store.save(st, time.time())
+        now = time.time()
+        old = st.reset_runtime(now)
+        store.save(st, now)
         return old
 
 

@@ -20,7 +20,7 @@ from streamctl.run.recovery import orphan_streamed, session_age, session_process
 from streamctl.store.fileio import is_locked, locked
 from streamctl.store.lifecycle import StopReason
 from streamctl.store.paths import Paths
-from streamctl.store.state import StateStore, StreamState
+from streamctl.store.state import StateStore
 
 SLACK = 0.5  # seconds of budget left that count as spent (an orphan is not worth keeping for it)
 
@@ -33,20 +33,6 @@ class Action:
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
-
-
-def _spent(st: StreamState, streamed_total: float, now: float) -> bool:
-    """Is this stream's time up: (nearly) all its budget streamed, or its deadline passed?"""
-    if st.budget_seconds is not None and streamed_total >= st.budget_seconds - SLACK:
-        return True
-    return st.until is not None and now >= st.until
-
-
-def _overran(st: StreamState, streamed_total: float, now: float, grace: float) -> bool:
-    """Has a supervised stream run past its budget or deadline by more than GRACE?"""
-    if st.budget_seconds is not None and streamed_total > st.budget_seconds + grace:
-        return True
-    return st.until is not None and now > st.until + grace
 
 
 def sweep_one(paths: Paths, store: StateStore, name: str, grace: float, now: float) -> Action | None:
@@ -64,7 +50,7 @@ def sweep_one(paths: Paths, store: StateStore, name: str, grace: float, now: flo
             not supervised
             and s is not None
             and ffmpeg_alive
-            and not _spent(st, st.runtime_seconds + orphan_streamed(s, now), now)
+            and not st.limit.spent(st.runtime_seconds + orphan_streamed(s, now), now, SLACK)
         ):
             # An orphan with time left streams on, adopted: credited so far, so a later sweep ends it on time
             first = s.orphaned_at is None
@@ -86,7 +72,7 @@ def sweep_one(paths: Paths, store: StateStore, name: str, grace: float, now: flo
             and ffmpeg_alive
             and not st.stop_request
             # Time since launch: a hung ffmpeg advances no media, but its time runs all the same.
-            and _overran(st, st.runtime_seconds + session_age(s, now), now, grace)
+            and st.limit.overran(st.runtime_seconds + session_age(s, now), now, grace)
         ):
             st.stop_request = StopReason.SWEPT.value
             kill = ident

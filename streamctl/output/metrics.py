@@ -10,16 +10,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from streamctl.store.lifecycle import Status
+
 METRICS = (
     (
         "streamctl_up",
         "1 when the stream is live (media going out), else 0",
-        lambda r: int(r["status"] == "live"),
+        lambda r: int(Status(r["status"]) == Status.LIVE),
     ),
     (
         "streamctl_running",
         "1 when a supervisor (or its orphaned ffmpeg) runs",
-        lambda r: int(r["status"] in ("starting", "live", "backoff", "stopping")),
+        lambda r: int(Status(r["status"]).running),
     ),
     ("streamctl_runtime_seconds", "streamed time counted against the budget", lambda r: r["runtime_seconds"]),
     ("streamctl_budget_seconds", "the live-time budget", lambda r: r["budget_seconds"]),

@@ -3,18 +3,18 @@ its first attempt failed (a warning), or it gave up (an error), or after a few s
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
 
 from streamctl.errors import ERROR_PREFIX, StreamctlError
 from streamctl.run.ffmpeg import find_ffmpeg, preflight_input
 from streamctl.store.config import StreamSpec
+from streamctl.store.lifecycle import SessionEnd, Status
 from streamctl.store.paths import Paths
+from streamctl.store.state import StateStore, StreamState
 
 DETACHED = "_STREAMCTL_DETACHED"
 
@@ -29,10 +29,11 @@ def start_detached(
     the supervisor waits to retry (returned: the cause); or the supervisor exited (raised, with its exit
     code and error line). With none of them within WAIT, it returns as the supervisor goes on.
     """
-    from streamctl.run.supervisor import prepare_input
+    from streamctl.run.playlist import prepare_input
 
     found, _ = find_ffmpeg(ffmpeg, spec.settings.ffmpeg)
-    preflight_input(found, prepare_input(paths, spec))  # a playlist is checked as the supervisor will run it
+    # a playlist is checked as the supervisor will run it
+    preflight_input(found, prepare_input(paths.state_dir, spec))
     with tempfile.TemporaryFile() as err:
         child = subprocess.Popen(
             [sys.executable, "-m", "streamctl", *args, "-q"],
@@ -44,6 +45,7 @@ def start_detached(
             close_fds=True,
         )
         deadline = time.monotonic() + wait
+        store = StateStore(paths)
         while time.monotonic() < deadline:
             rc = child.poll()
             if rc == 0:  # the whole (short) budget streamed already
@@ -55,11 +57,11 @@ def start_detached(
                 e.exit_code = rc
                 raise e
             try:
-                st = json.loads(paths.state_file(spec.name).read_text())
-            except (OSError, ValueError):
+                st = store.load(spec.name)
+            except StreamctlError:
                 st = None
-            if isinstance(st, dict) and st.get("supervisor_pid") == child.pid:
-                if st.get("status") == "live":
+            if st is not None and st.supervisor_pid == child.pid:
+                if st.status_enum == Status.LIVE:
                     return child.pid, None
                 failed = _first_failure(st)
                 if failed:
@@ -68,12 +70,11 @@ def start_detached(
     return child.pid, None
 
 
-def _first_failure(st: dict[str, Any]) -> str | None:
+def _first_failure(st: StreamState) -> str | None:
     """The cause (masked) when this supervisor run's last session failed and it waits to retry."""
-    sessions = st.get("sessions") or []
-    last = sessions[-1] if sessions and isinstance(sessions[-1], dict) else {}
-    this_run = (last.get("started_at") or 0) >= (st.get("started_at") or float("inf"))
-    if st.get("status") == "backoff" and this_run and last.get("end") in ("failed", "stalled"):
-        error = st.get("last_error")
-        return str(error) if error else None
+    last = st.sessions[-1] if st.sessions else {}
+    this_run = (last.get("started_at") or 0) >= (st.started_at or float("inf"))
+    failed = last.get("end") in (SessionEnd.FAILED, SessionEnd.STALLED)
+    if st.status_enum == Status.BACKOFF and this_run and failed:
+        return st.last_error
     return None

@@ -8,16 +8,25 @@ inherited pipe, never argv, which `ps` shows to every local user.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, NoReturn
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from streamctl.errors import StreamctlError, error_line, exit_with, reported
 from streamctl.store.config import Settings, StreamSpec
+from streamctl.store.lifecycle import StopReason
 from streamctl.store.paths import Paths
+
+if TYPE_CHECKING:
+    from streamctl.run.supervisor import Outcome, Supervisor
 
 
 def exec_supervisor(paths: Paths, spec: StreamSpec, quiet: bool, ffmpeg: str | None) -> NoReturn:
@@ -49,13 +58,64 @@ def _load(fd: int) -> tuple[Paths, StreamSpec, bool, str | None]:
     return Paths(Path(p["config_file"]), Path(p["state_dir"])), spec, data["quiet"], data["ffmpeg"]
 
 
+@contextlib.contextmanager
+def stop_on_signals(request_stop: Callable[[StopReason, str], None]) -> Iterator[None]:
+    """SIGTERM, SIGINT and SIGHUP ask for a graceful stop while the block runs (main thread only: Python
+    delivers signals there). Outside the supervisor, so that one process could host several."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        request_stop(StopReason.STOPPED, f"signal {signal.Signals(signum).name}")
+
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def start_stream(
+    paths: Paths,
+    spec: StreamSpec,
+    console: Any = True,
+    on_tick: Callable[[Supervisor], None] | None = None,
+    ffmpeg: str | None = None,
+) -> Outcome:
+    """Run SPEC's supervisor in this process until the stream ends (`start`, `demo`).
+    FFMPEG is the --ffmpeg given on the command line, if any."""
+    from streamctl.output.log_events import LogListener
+    from streamctl.output.logs import close_logger, stream_logger
+    from streamctl.run.ffmpeg import find_ffmpeg, preflight_input
+    from streamctl.run.playlist import prepare_input
+    from streamctl.run.supervisor import Supervisor
+    from streamctl.store.config import require_limit
+
+    ffmpeg, _ = find_ffmpeg(ffmpeg, spec.settings.ffmpeg)
+    spec = prepare_input(paths.state_dir, require_limit(spec))  # before anything is written
+    preflight_input(ffmpeg, spec)
+    log = stream_logger(spec.name, paths.log_file(spec.name), spec.secrets(), console=console)
+    try:
+
+        def ffmpeg_said(line: str) -> None:
+            log.info("ffmpeg: %s", line)
+
+        sup = Supervisor(spec, paths, ffmpeg, [LogListener(log)], ffmpeg_said, on_tick=on_tick)
+        # Before the run publishes our pid: a `stop` from then on is never lost.
+        with stop_on_signals(sup.request_stop):
+            return sup.run()
+    finally:
+        close_logger(log)
+
+
 def _with_progress_bar(paths: Paths, spec: StreamSpec, ffmpeg: str | None) -> Any:
     """In a terminal: the supervisor's log lines scroll above a bar of the budget with what remains."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn
 
     from streamctl.durations import format_duration
-    from streamctl.run.supervisor import Supervisor, start_stream
 
     console = Console(stderr=True)
     bar = Progress(
@@ -68,7 +128,7 @@ def _with_progress_bar(paths: Paths, spec: StreamSpec, ffmpeg: str | None) -> An
     task = bar.add_task(spec.name, total=1.0, text="starting")
 
     def tick(sup: Supervisor) -> None:
-        total = sup.ledger.committed + sup.ledger.session(sup.clock())
+        total = sup.streamed()
         left = sup.remaining()
         text = f"{sup.status.value}  {format_duration(total)} streamed, {format_duration(left)} left"
         bar.update(task, total=(total + left) or 1.0, completed=total, text=text)
@@ -78,8 +138,6 @@ def _with_progress_bar(paths: Paths, spec: StreamSpec, ffmpeg: str | None) -> An
 
 
 def main() -> None:
-    from streamctl.run.supervisor import start_stream
-
     with reported():
         try:
             paths, spec, quiet, ffmpeg = _load(int(sys.argv[1]))

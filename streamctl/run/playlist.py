@@ -4,9 +4,13 @@ through ffmpeg's concat demuxer. In copy mode every file must share codecs and p
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streamctl.errors import UsageError
 from streamctl.store.fileio import atomic_write
+
+if TYPE_CHECKING:
+    from streamctl.store.config import StreamSpec
 
 MEDIA = {".mp4", ".m4v", ".mkv", ".mov", ".flv", ".ts", ".webm", ".avi", ".mp3", ".m4a", ".aac", ".wav"}
 LISTS = {".txt", ".m3u", ".list"}
@@ -38,3 +42,13 @@ def write_concat(source: str, dest: Path) -> Path:
     quoted = ["file '" + str(f).replace("'", "'\\''") + "'" for f in entries(source)]
     atomic_write(dest, ("ffconcat version 1.0\n" + "\n".join(quoted) + "\n").encode())
     return dest
+
+
+def prepare_input(state_dir: Path, spec: StreamSpec) -> StreamSpec:
+    """A folder or list file becomes an ffconcat list beside the state (ffmpeg's concat demuxer)."""
+    from dataclasses import replace
+
+    if spec.input_format is not None or not is_playlist(spec.input):
+        return spec
+    concat = write_concat(spec.input, state_dir / f"{spec.name}.ffconcat")
+    return replace(spec, input=str(concat), input_format="concat")

@@ -7,7 +7,7 @@ with that time (at most its -t): counting too much can only end the stream early
 from __future__ import annotations
 
 from streamctl.run.process import ProcessIdentity
-from streamctl.store.lifecycle import Status, StopReason
+from streamctl.store.lifecycle import SessionEnd, Status, StopReason
 from streamctl.store.state import OpenSession, StreamState
 
 
@@ -85,7 +85,7 @@ def settle(
 def close_lost(st: StreamState, now: float, ran: float, reason: StopReason) -> None:
     """Close the open session (crediting RAN) and mark a running status offline with REASON."""
     if st.session is not None:
-        st.close_session(now, ran, None, reason.value)
+        st.close_session(now, ran, None, SessionEnd(reason.value))  # supervisor_lost, swept, stopped
     st.stop_request = None
     if st.status_enum.running:
         st.transition(Status.OFFLINE, reason, now)

@@ -32,6 +32,19 @@ class StopReason(StrEnum):
     SWEPT = "swept"  # stopped by `streamctl sweep`
 
 
+class SessionEnd(StrEnum):
+    """How one ffmpeg session ended: the `end` of each entry in the state's session history."""
+
+    FINISHED = "finished"  # exit 0: -t reached, or the input ended
+    FAILED = "failed"  # any other exit: crash, signal, network error
+    STALLED = "stalled"  # no media progress, or the ingest stopped reading: replaced; a failure
+    OVERRAN = "overran"  # the backup timer or the watchdog stopped it past its time
+    STOPPED = "stopped"  # asked to stop: `streamctl stop`, a signal to the supervisor
+    SWEPT = "swept"  # `streamctl sweep` stopped it
+    SUPERVISOR_LOST = "supervisor_lost"  # its supervisor died; closed by the next start, stop or sweep
+    NOT_STARTED = "not_started"  # ffmpeg could not be launched (never in the history: no session)
+
+
 # Where each status may go next. Anything else is a bug in the supervisor, not a user error.
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.OFFLINE: frozenset({Status.STARTING}),

@@ -7,13 +7,14 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from streamctl.errors import FileError, NotFound
+from streamctl.errors import FileError
 from streamctl.store.fileio import atomic_write, locked
-from streamctl.store.lifecycle import Status, StopReason, check_transition
+from streamctl.store.lifecycle import SessionEnd, Status, StopReason, check_transition
+from streamctl.store.limit import Limit
 from streamctl.store.paths import Paths
 
 SCHEMA_VERSION = 1
@@ -61,7 +62,6 @@ class StreamState:
     supervisor_pid: int | None = None
     supervisor_create_time: float | None = None
     started_at: float | None = None  # when the current (or last) supervisor run began
-    expected_end: float | None = None
     end_time: float | None = None
     last_exit_code: int | None = None
     last_error: str | None = None  # why the last failed session failed (masked); cleared when live again
@@ -83,13 +83,12 @@ class StreamState:
             self.stop_reason = reason.value
         if new in (Status.OFFLINE, Status.FAILED):
             self.end_time = now
-            self.expected_end = None
             self.supervisor_pid = self.supervisor_create_time = None
         elif new == Status.STARTING and old in (Status.OFFLINE, Status.FAILED):
             self.stop_reason = None
             self.end_time = None
 
-    def close_session(self, ended_at: float, runtime: float, exit_code: int | None, note: str) -> None:
+    def close_session(self, ended_at: float, runtime: float, exit_code: int | None, end: SessionEnd) -> None:
         """Move the open session into history and its runtime into the committed total."""
         s = self.session
         if s is None:
@@ -103,7 +102,7 @@ class StreamState:
                 "t_arg": s.t_arg,
                 "exit_code": exit_code,
                 "ffmpeg_pid": s.ffmpeg_pid,
-                "end": note,
+                "end": end.value,
             }
         )
         del self.sessions[:-KEEP_SESSIONS]
@@ -123,30 +122,51 @@ class StreamState:
         """Committed runtime plus the open session's (see session_runtime)."""
         return self.runtime_seconds + (self.session_runtime(now) or 0.0)
 
-    def budget_left(self, now: float | None = None) -> float | None:
-        if self.budget_seconds is None:
-            return None
-        return max(0.0, self.budget_seconds - self.total_runtime(now))
+    @property
+    def limit(self) -> Limit:
+        return Limit(self.budget_seconds, self.until)
 
     def remaining(self, now: float | None = None) -> float | None:
-        """Time left to stream: the budget's rest or the time to the deadline, whichever is less."""
-        left = self.budget_left(now)
-        if self.until is not None and now is not None:
-            to_deadline = max(0.0, self.until - now)
-            left = to_deadline if left is None else min(left, to_deadline)
-        return left
+        """Time left to stream, by budget or deadline (see Limit.remaining), counting the open session."""
+        return self.limit.remaining(self.total_runtime(now), now)
 
-    def limit(self, now: float) -> str | None:
-        """Which limit applies now: "budget" or "deadline"."""
-        left = self.budget_left(now)
-        if self.until is None:
-            return "budget" if left is not None else None
-        if left is None or self.until - now < left:
-            return "deadline"
-        return "budget"
+    def begin_run(
+        self, now: float, budget: float | None, until: float | None, supervisor: tuple[int, float] | None
+    ) -> None:
+        """A supervisor takes the stream: STARTING, its limit and its pid; counters of the run from zero."""
+        self.transition(Status.STARTING, None, now)
+        self.budget_seconds = budget
+        self.until = until
+        self.started_at = now
+        self.restarts = 0
+        self.stop_request = None
+        self.supervisor_pid, self.supervisor_create_time = supervisor or (None, None)
+
+    def reset_runtime(self, now: float) -> float:
+        """Forget what was streamed (the stream must not be running). Returns the runtime it had."""
+        old = self.total_runtime()
+        self.runtime_seconds = 0.0
+        self.session = None
+        self.sessions = []
+        self.session_count = 0
+        self.restarts = 0
+        if self.status_enum.running:
+            self.transition(Status.OFFLINE, StopReason.SUPERVISOR_LOST, now)
+        return old
+
+    def as_dict(self) -> dict[str, Any]:
+        """A copy as plain data (what the file holds). Built by hand: dataclasses.asdict deep-copies
+        every value and was most of a checkpoint's CPU time."""
+        d = dict(vars(self))
+        d["session"] = dict(vars(self.session)) if self.session is not None else None
+        if self.session is not None and self.session.ffmpeg_cmd is not None:
+            d["session"]["ffmpeg_cmd"] = list(self.session.ffmpeg_cmd)
+        d["sessions"] = [dict(x) for x in self.sessions]
+        d["progress"] = dict(self.progress)
+        return d
 
     def to_json(self) -> bytes:
-        return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode()
+        return (json.dumps(self.as_dict(), indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StreamState:
@@ -194,17 +214,13 @@ class StateStore:
         atomic_write(self.paths.state_file(state.name), state.to_json())
 
     @contextlib.contextmanager
-    def update(self, name: str, now: float, create: bool = True) -> Iterator[StreamState]:
+    def update(self, name: str, now: float) -> Iterator[StreamState]:
         """Read-modify-write under the stream's state lock. Nothing is written if the block raises."""
         with locked(self.paths.state_lock(name)):
-            st = self.load(name)
-            if st is None:
-                if not create:
-                    raise NotFound(f"no state for stream {name!r}")
-                st = StreamState(name=name)
-            before = st.to_json()
+            st = self.load(name) or StreamState(name=name)
+            before = st.as_dict()
             yield st
-            if st.to_json() != before:  # a no-op update leaves the file as it was
+            if st.as_dict() != before:  # a no-op update leaves the file as it was
                 self.save(st, now)
 
     def names(self) -> list[str]:
@@ -212,3 +228,26 @@ class StateStore:
         if not d.is_dir():
             return []
         return sorted(p.stem for p in d.glob("*.json"))
+
+
+class MemoryStore:
+    """StateStore's read-modify-write in memory, through the same plain data as the file: for tests that run hours of a
+    supervisor's life on a fake clock, where thousands of fsync'd writes would be the slowest part."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, dict[str, Any]] = {}
+        self.writes = 0
+
+    def load(self, name: str) -> StreamState | None:
+        data = self.files.get(name)
+        return None if data is None else StreamState.from_dict(StreamState.from_dict(data).as_dict())
+
+    @contextlib.contextmanager
+    def update(self, name: str, now: float) -> Iterator[StreamState]:
+        st = self.load(name) or StreamState(name=name)
+        before = st.as_dict()
+        yield st
+        if st.as_dict() != before:
+            st.updated_at = now
+            self.files[name] = st.as_dict()
+            self.writes += 1
