@@ -1,0 +1,141 @@
+"""One ffmpeg run as a Session: progress in, a verdict and a result out; a fake child and clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from streamctl.run.events import Emitter, Event, Kind
+from streamctl.run.session import End, Session
+from streamctl.run.watchdog import Verdict
+from streamctl.store.config import Settings, StreamSpec
+
+
+class Child:
+    pid = 999_999_999
+
+    def __init__(self, on_progress: Callable[[str], None], on_log: Callable[[str], None],
+                 on_eof: Callable[[], None]) -> None:  # fmt: skip
+        self.on_progress, self.on_log, self.on_eof = on_progress, on_log, on_eof
+        self.rc: int | None = None
+        self.stops = 0
+
+    def progress(self, out_time: float, total_size: int = 0, end: bool = False) -> None:
+        for line in (f"out_time_us={int(out_time * 1e6)}", f"total_size={total_size}", "speed=1x",
+                     "progress=end" if end else "progress=continue"):  # fmt: skip
+            self.on_progress(line)
+
+    def poll(self) -> int | None:
+        return self.rc
+
+    def stop(self, grace: float) -> int:
+        self.stops += 1
+        self.rc = 255
+        return 255
+
+    def close(self) -> None: ...
+
+
+class Timer:
+    def __init__(self, interval: float, fn: Callable[[], None]) -> None:
+        self.interval, self.fn, self.cancelled = interval, fn, False
+
+    def start(self) -> None: ...
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def session(queue: list[int | None] | None = None, **settings: float):  # type: ignore[no-untyped-def]
+    now = [100.0]
+    events: list[Event] = []
+    made: dict[str, object] = {}
+    spec = StreamSpec(name="s", input="x.mp4", url="rtmp://h/live", key="secretkey1", budget_seconds=60.0,
+                      settings=Settings(**settings))  # type: ignore[arg-type]  # fmt: skip
+
+    def spawn(argv, on_progress, on_log, on_eof):  # type: ignore[no-untyped-def]
+        made["child"] = Child(on_progress, on_log, on_eof)
+        return made["child"]
+
+    def timer(interval: float, fn: Callable[[], None]) -> Timer:
+        made["timer"] = Timer(interval, fn)
+        return made["timer"]  # type: ignore[return-value]
+
+    samples = iter(queue or [])
+    s = Session(spec, ["ffmpeg", "-t", "60", "rtmp://h/live/secretkey1"], 60.0,
+                Emitter("s", lambda: now[0], [events.append]), lambda line: None, clock=lambda: now[0],
+                wall=lambda: now[0], spawn=spawn, timer_factory=timer,
+                probe_backlog=lambda pid: next(samples, None))  # fmt: skip
+    record = s.start()
+    s.arm()
+    return s, now, made["child"], made["timer"], events, record
+
+
+def test_the_record_masks_the_key_and_the_timer_is_armed_for_t_plus_the_margin() -> None:
+    _s, _, _, timer, events, record = session()
+    assert record.ffmpeg_cmd == ["ffmpeg", "-t", "60", "rtmp://h/live/****"] and record.t_arg == 60.0
+    assert timer.interval == 62.0
+    assert events[0].kind == Kind.SESSION_STARTED and "secretkey1" not in str(events[0].figures)
+
+
+def test_progress_counts_media_time_and_a_clean_end_finishes() -> None:
+    s, now, child, timer, _, _ = session()
+    child.progress(0.0)
+    assert not s.live
+    now[0] += 30.0
+    child.progress(30.0)
+    assert s.live and s.streamed(now[0]) == 30.0 and s.check(None) == Verdict.OK
+    now[0] += 30.0
+    child.progress(60.0, end=True)
+    child.rc = 0
+    result = s.close(s.natural_end(0), 0)
+    assert (result.end, result.streamed, result.stable, result.cause) == (End.FINISHED, 60.0, 60.0, None)
+    assert timer.cancelled
+
+
+def test_no_progress_for_the_stall_timeout_is_a_stall_with_its_event() -> None:
+    s, now, child, _, events, _ = session(stall_timeout=15.0)
+    child.progress(5.0)
+    now[0] += 14.0
+    assert s.check(None) == Verdict.OK
+    now[0] += 1.0
+    assert s.check(None) == Verdict.STALLED
+    assert events[-1].kind == Kind.STALLED and events[-1].figures == {"quiet": 15.0, "out_time": 5.0}
+    result = s.close(End.STALLED, s.stop())
+    assert result.cause == "ffmpeg made no progress for 15 s; see `streamctl logs s`"
+
+
+def test_a_send_queue_that_only_grows_is_a_jammed_ingest() -> None:
+    s, now, child, _, events, _ = session(queue=[100_000, 400_000, 700_000, 1_000_000, 1_300_000, 1_600_000])
+    verdicts = []
+    for i in range(6):
+        now[0] += 1.0
+        child.progress(float(i + 1), total_size=125_000 * (i + 1))  # 1 Mbit/s
+        verdicts.append(s.check(None))
+    assert Verdict.JAMMED in verdicts
+    assert events[-1].kind == Kind.INGEST_JAMMED
+    result = s.close(End.STALLED, s.stop())
+    assert (
+        result.cause == "the ingest stopped reading the stream: is it overloaded, or the network congested?"
+    )
+
+
+def test_the_backup_timer_stops_ffmpeg_and_the_end_is_overran() -> None:
+    s, _, child, timer, events, _ = session()
+    timer.fn()
+    assert child.stops == 1 and events[-1].kind == Kind.TIMER_FIRED
+    assert s.natural_end(child.rc) == End.OVERRAN
+    s.close(End.OVERRAN, child.rc)
+    timer.fn()  # a late callback after close does nothing
+    assert child.stops == 1
+
+
+@pytest.mark.parametrize("rc", [1, -11])
+def test_a_session_that_never_made_progress_is_never_stable(rc: int) -> None:
+    s, now, child, _, _, _ = session()
+    now[0] += 120.0
+    child.rc = rc
+    result = s.close(s.natural_end(rc), rc)
+    assert (result.end, result.streamed, result.stable, result.sent_media) == (End.FAILED, 0.0, 0.0, False)
+    assert result.cause == f"ffmpeg exited with code {rc} and no message; see `streamctl logs s`"
