@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from streamctl.errors import BudgetSpent
 from streamctl.output.log_events import LINES, LogListener
 from streamctl.run.events import Emitter, Event, Kind
 from streamctl.run.journal import RunJournal
@@ -36,14 +37,13 @@ def put(store: MemoryStore, st: StreamState) -> None:
 
 def test_begin_takes_the_stream_and_says_so() -> None:
     j, store, events = journal(Limit(budget=60.0))
-    begun = j.begin((123, 5.0), 1.0, 5.0, 5.0)
-    assert (begun.started, begun.committed, begun.remaining) == (True, 0.0, 60.0)
+    assert j.begin((123, 5.0), 1.0, 5.0, 5.0) == 60.0 and j.committed == 0.0
     st = store.load("s")
     assert st is not None and (st.status, st.supervisor_pid, st.budget_seconds) == ("starting", 123, 60.0)
     assert [e.kind for e in events] == [Kind.RUN_STARTED] and events[0].figures["remaining"] == 60.0
 
 
-def test_begin_with_the_budget_spent_changes_nothing_but_says_not_started() -> None:
+def test_begin_with_the_budget_spent_changes_nothing_and_refuses() -> None:
     store = MemoryStore()
     put(
         store,
@@ -51,7 +51,10 @@ def test_begin_with_the_budget_spent_changes_nothing_but_says_not_started() -> N
     )
     before = store.files["s"]
     j, _, events = journal(Limit(budget=60.0), store)
-    assert not j.begin((1, 1.0), 1.0, 5.0, 5.0).started
+    with pytest.raises(
+        BudgetSpent, match=r"has streamed 59.5s of its 1m00s budget; run `streamctl reset-runtime s`"
+    ):
+        j.begin((1, 1.0), 1.0, 5.0, 5.0)
     assert store.files["s"] == before and events == [] and j.status == Status.OFFLINE
 
 
@@ -62,8 +65,8 @@ def test_begin_after_a_dead_supervisor_credits_its_session_and_resumes() -> None
     dead.session = OpenSession(started_at=900.0, t_arg=500.0, runtime_seconds=20.0, checkpoint_at=990.0)
     put(store, dead)
     j, _, events = journal(Limit(budget=600.0), store)
-    begun = j.begin((1, 1.0), 1.0, 5.0, 5.0)
-    assert begun.committed == pytest.approx(100.0 + 20.0 + 6.0)  # 10 s since the checkpoint, capped at 6
+    j.begin((1, 1.0), 1.0, 5.0, 5.0)
+    assert j.committed == pytest.approx(100.0 + 20.0 + 6.0)  # 10 s since the checkpoint, capped at 6
     st = store.load("s")
     assert st is not None and st.sessions[-1]["end"] == SessionEnd.SUPERVISOR_LOST == "supervisor_lost"
     assert [e.kind for e in events] == [Kind.RECOVERED, Kind.RUN_STARTED]

@@ -9,27 +9,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
+from streamctl.errors import BudgetSpent
 from streamctl.run.events import Emitter, Kind
 from streamctl.run.recovery import session_process, settle
 from streamctl.run.session import Result, Session
 from streamctl.store.lifecycle import SessionEnd, Status, StopReason
 from streamctl.store.limit import Limit
-from streamctl.store.state import OpenSession, StreamState
+from streamctl.store.state import OpenSession, StreamState, iso
 
 
 class Store(Protocol):
     def load(self, name: str) -> StreamState | None: ...
     def update(self, name: str, now: float) -> contextlib.AbstractContextManager[StreamState]: ...
-
-
-@dataclass(frozen=True)
-class Begun:
-    committed: float  # streamed by earlier runs
-    remaining: float
-    started: bool  # False: nothing left to stream; the state was only cleaned up
 
 
 class RunJournal:
@@ -54,9 +47,10 @@ class RunJournal:
 
     def begin(
         self, me: tuple[int, float] | None, min_session: float, grace: float, checkpoint_interval: float
-    ) -> Begun:
+    ) -> float:
         """Under one state lock: clean up after a dead supervisor, then take the stream (STARTING) if at
-        least MIN_SESSION is left to stream."""
+        least MIN_SESSION is left to stream; else BudgetSpent, after the cleanup is saved. Returns what
+        remains."""
         now = self.wall()
         with self.store.update(self.name, now) as st:
             if st.session is not None or st.status_enum.running:
@@ -69,16 +63,28 @@ class RunJournal:
                 st.begin_run(now, self.limit.budget, self.limit.until, me)
                 self.status = Status.STARTING
                 self.restarts = 0
-        if started:
-            self.emit(
-                Kind.RUN_STARTED,
-                at=now,
-                budget=self.limit.budget,
-                streamed=self.committed,
-                until=self.limit.until,
-                remaining=remaining,
-            )
-        return Begun(self.committed, remaining, started)
+        if not started:
+            self._refuse(now)
+        self.emit(
+            Kind.RUN_STARTED,
+            at=now,
+            budget=self.limit.budget,
+            streamed=self.committed,
+            until=self.limit.until,
+            remaining=remaining,
+        )
+        return remaining
+
+    def _refuse(self, now: float) -> NoReturn:
+        from streamctl.durations import format_duration
+
+        if self.limit.reason(self.committed, now) == StopReason.DEADLINE_REACHED:
+            raise BudgetSpent(f"stream {self.name!r}: its deadline {iso(self.limit.until)} has passed")
+        raise BudgetSpent(
+            f"stream {self.name!r} has streamed {format_duration(self.committed)} of its "
+            f"{format_duration(self.limit.budget)} budget; run `streamctl reset-runtime {self.name}` "
+            "or start it with a larger --hours/--duration"
+        )
 
     def _recover(self, st: StreamState, now: float, grace: float, checkpoint_interval: float) -> None:
         had_session = st.session is not None

@@ -5,6 +5,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from streamctl.store.config import Settings
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,10 @@ class RestartPolicy:
     stable_after: float = 60.0  # a session that ran this long resets the failure count
     rand: Callable[[], float] = field(default=random.random, repr=False)
     failures: int = 0
+
+    @classmethod
+    def of(cls, s: Settings) -> RestartPolicy:
+        return cls(s.retries, s.restart_delay, s.backoff, s.max_delay, s.jitter, s.stable_after)
 
     def on_failure(self, session_seconds: float) -> Decision:
         if session_seconds >= self.stable_after:

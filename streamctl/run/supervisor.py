@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from streamctl.errors import BudgetSpent
 from streamctl.run.events import Emitter, Kind, Listener
 from streamctl.run.ffmpeg import build_argv
 from streamctl.run.journal import RunJournal, Store
@@ -29,7 +28,7 @@ from streamctl.store.fileio import HeldLock
 from streamctl.store.lifecycle import Status, StopReason
 from streamctl.store.limit import Limit
 from streamctl.store.paths import Paths
-from streamctl.store.state import StateStore, iso
+from streamctl.store.state import StateStore
 
 MIN_SESSION = 1.0  # remaining budget below this is spent: not worth a new ffmpeg and connection
 
@@ -74,15 +73,7 @@ class Supervisor:
         self.clock, self.wall, self.spawn, self.timer_factory = clock, wall, spawn, timer_factory
         self._wait, self.on_tick, self.probe_backlog = wait, on_tick, probe_backlog
         self.watchdog_interval, self.checkpoint_interval = watchdog_interval, checkpoint_interval
-        s = spec.settings
-        self.policy = RestartPolicy(
-            retries=s.retries,
-            delay=s.restart_delay,
-            backoff=s.backoff,
-            max_delay=s.max_delay,
-            jitter=s.jitter,
-            stable_after=s.stable_after,
-        )
+        self.policy = RestartPolicy.of(spec.settings)
         self.limit = Limit(spec.budget_seconds, spec.until)
         self.emit = Emitter(self.name, wall, listeners)
         self.journal = RunJournal(self.name, store or StateStore(paths), self.limit, self.emit, clock, wall)
@@ -124,23 +115,10 @@ class Supervisor:
         try:
             ident = ProcessIdentity.of(os.getpid())
             me = (ident.pid, ident.create_time) if ident else None
-            begun = self.journal.begin(me, MIN_SESSION, self.spec.settings.grace, self.checkpoint_interval)
-            if not begun.started:
-                self._refuse(begun.committed)
+            self.journal.begin(me, MIN_SESSION, self.spec.settings.grace, self.checkpoint_interval)
             return self._loop()
         finally:
             run_lock.release()
-
-    def _refuse(self, committed: float) -> None:
-        from streamctl.durations import format_duration
-
-        if self.limit.reason(committed, self.wall()) == StopReason.DEADLINE_REACHED:
-            raise BudgetSpent(f"stream {self.name!r}: its deadline {iso(self.limit.until)} has passed")
-        raise BudgetSpent(
-            f"stream {self.name!r} has streamed {format_duration(committed)} of its "
-            f"{format_duration(self.limit.budget)} budget; run `streamctl reset-runtime {self.name}` "
-            "or start it with a larger --hours/--duration"
-        )
 
     def _time_up(self) -> StopReason | None:
         if self.remaining() < MIN_SESSION:

@@ -231,8 +231,9 @@ class StateStore:
 
 
 class MemoryStore:
-    """StateStore's read-modify-write in memory, through the same plain data as the file: for tests that run hours of a
-    supervisor's life on a fake clock, where thousands of fsync'd writes would be the slowest part."""
+    """StateStore's read-modify-write in memory, through the same plain data as the file: for tests that
+    run hours of a supervisor's life on a fake clock, where thousands of fsync'd writes would be the
+    slowest part."""
 
     def __init__(self) -> None:
         self.files: dict[str, dict[str, Any]] = {}
