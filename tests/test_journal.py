@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from streamctl.errors import BudgetSpent
-from streamctl.output.log_events import LINES, LogListener
+from streamctl.output.logs import LINES, LogListener
 from streamctl.run.events import Emitter, Event, Kind
 from streamctl.run.journal import RunJournal
 from streamctl.run.session import End, Result

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streamctl.output.log_events import LogListener
+from streamctl.output.logs import LogListener
 from streamctl.run.supervisor import Supervisor
 from streamctl.store.config import Settings, StreamSpec
 from streamctl.store.lifecycle import Status, StopReason

@@ -86,8 +86,7 @@ def start_stream(
 ) -> Outcome:
     """Run SPEC's supervisor in this process until the stream ends (`start`, `demo`).
     FFMPEG is the --ffmpeg given on the command line, if any."""
-    from streamctl.output.log_events import LogListener
-    from streamctl.output.logs import close_logger, stream_logger
+    from streamctl.output.logs import LogListener, close_logger, stream_logger
     from streamctl.run.ffmpeg import find_ffmpeg, preflight_input
     from streamctl.run.playlist import prepare_input
     from streamctl.run.supervisor import Supervisor

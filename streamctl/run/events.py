@@ -1,10 +1,10 @@
 """What happens in a run, as small typed records handed to listeners.
 
 The supervisor, its sessions and its journal emit an Event for every change of a run (status moves,
-launches, stops and their why, restarts, the end). They know nothing of who listens: the log lines are one
-listener (`output.log_events`); notifications and the HTTP API are others to come. A listener is called in
-the thread that saw the change (the backup timer's thread, too), must be quick and must not raise: slow
-work belongs on a queue of its own.
+launches, stops and their why, restarts, the end). They know nothing of who listens: the log lines are
+one listener (`output.logs.LogListener`); notifications and the HTTP API are others to come. A listener
+is called in the thread that saw the change (the backup timer's thread, too), must be quick and must not
+raise: slow work belongs on a queue of its own.
 """
 
 from __future__ import annotations
