@@ -24,6 +24,23 @@ app = typer.Typer(
 Name = Annotated[str, typer.Argument(help="Stream name (letters, digits, '.', '_', '-').")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
+# The stream options of `add` and `start`, declared once: the same help in both (for `start` they
+# override the config, as its help says). Defaults stay with each command: `add` writes copy mode and
+# looping, `start` keeps what the config says (None).
+Input = Annotated[str | None, typer.Option("--input", "-i", help="File, URL or lavfi source to stream.")]
+Url = Annotated[str | None, typer.Option(help="Ingest URL, e.g. rtmp://a.rtmp.youtube.com/live2.")]
+Key = Annotated[str | None, typer.Option(help="Stream key (secret), appended to the URL.")]
+KeyEnv = Annotated[
+    str | None, typer.Option(help="Read the stream key from this environment variable at start (not in ps).")
+]
+Hours = Annotated[float | None, typer.Option(help="Budget in hours (total streamed time), e.g. 5 or 1.5.")]
+Duration = Annotated[str | None, typer.Option(help="Budget as a duration: 90s, 45m, 5h, 1h30m.")]
+Until = Annotated[str | None, typer.Option(help="Wall-clock deadline, e.g. 2026-12-01T22:00 (local time).")]
+Mode = Annotated[str | None, typer.Option(help="copy (no re-encode) or encode (libx264 + AAC).")]
+InputFormat = Annotated[str | None, typer.Option(help="Input format, e.g. lavfi.")]
+Loop = Annotated[bool | None, typer.Option("--loop/--no-loop", help="Loop a file input.")]
+Grace = Annotated[float | None, typer.Option(help="Seconds between SIGTERM and SIGKILL (default 5).")]
+
 
 def _paths() -> Any:
     from streamctl.store.paths import Paths
@@ -31,20 +48,14 @@ def _paths() -> Any:
     return Paths.from_env()
 
 
-def _budget(hours: float | None, duration: str | None) -> float | None:
-    from streamctl.durations import parse_duration, parse_hours
-
-    if hours is not None and duration is not None:
-        raise UsageError("give --hours or --duration, not both")
-    if hours is not None:
-        return parse_hours(hours)
-    if duration is not None:
-        return parse_duration(duration, "--duration")
-    return None
-
-
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def _write_flushed(text: str) -> None:
+    """TEXT on stdout at once: a dashboard frame, a followed log line."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 def _warn(message: str) -> None:
@@ -79,74 +90,47 @@ def _root(
 @app.command()
 def add(
     name: Name,
-    input: Annotated[str, typer.Option("--input", "-i", help="File, URL or lavfi source to stream.")],
-    url: Annotated[str, typer.Option("--url", help="Ingest URL, e.g. rtmp://a.rtmp.youtube.com/live2.")],
-    key: Annotated[str | None, typer.Option(help="Stream key (secret), appended to the URL.")] = None,
+    input: Input,
+    url: Url,
+    key: Key = None,
     key_file: Annotated[str | None, typer.Option(help="Read the stream key from this file.")] = None,
-    key_env: Annotated[
-        str | None, typer.Option(help="Read the stream key from this environment variable at start.")
-    ] = None,
-    hours: Annotated[float | None, typer.Option(help="Budget in hours, e.g. 5 or 1.5.")] = None,
-    duration: Annotated[str | None, typer.Option(help="Budget as a duration: 90s, 45m, 5h, 1h30m.")] = None,
-    until: Annotated[
-        str | None, typer.Option(help="Wall-clock deadline, e.g. 2026-12-01T22:00 (local time).")
-    ] = None,
-    mode: Annotated[str, typer.Option(help="copy (no re-encode) or encode (libx264 + AAC).")] = "copy",
+    key_env: KeyEnv = None,
+    hours: Hours = None,
+    duration: Duration = None,
+    until: Until = None,
+    mode: Mode = "copy",
     bitrate: Annotated[str | None, typer.Option(help="Video bitrate in encode mode, e.g. 4500k.")] = None,
     resolution: Annotated[str | None, typer.Option(help="Encode mode: WIDTHxHEIGHT.")] = None,
     fps: Annotated[int | None, typer.Option(help="Encode mode: frames per second.")] = None,
-    loop: Annotated[bool, typer.Option("--loop/--no-loop", help="Loop a file input.")] = True,
-    input_format: Annotated[str | None, typer.Option(help="Input format, e.g. lavfi.")] = None,
+    loop: Loop = True,
+    input_format: InputFormat = None,
     replace: Annotated[bool, typer.Option("--replace", help="Overwrite an existing entry.")] = False,
 ) -> None:
     """Add a stream to the config, checked as `start` would run it (nothing is written if it is wrong).
 
     Example: streamctl add morning -i show.mp4 --url rtmp://host/live --key-file ~/.yt-key --hours 5
     """
-    import time
-    from pathlib import Path
+    from streamctl.store.config import add_stream, load_config
+    from streamctl.store.options import StreamOptions
 
-    from streamctl.durations import exact_duration
-    from streamctl.store.config import add_stream, parse_until
-
-    budget = _budget(hours, duration)
-    given = [
-        f"--{k}" for k, v in (("key", key), ("key-file", key_file), ("key-env", key_env)) if v is not None
-    ]
-    if len(given) > 1:
-        raise UsageError(f"give one of --key, --key-file or --key-env, not {' and '.join(given)}")
-    if budget is None and until is None:
-        raise UsageError(f"stream {name!r} needs a budget: give --hours or --duration (or --until)")
-    if mode == "copy":
-        extra = [
-            k
-            for k, v in (("--bitrate", bitrate), ("--resolution", resolution), ("--fps", fps))
-            if v is not None
-        ]
-        if extra:
-            raise UsageError(f"{extra[0]} does nothing in copy mode: add --mode encode, or drop {extra[0]}")
-    if until is not None and parse_until(until) <= time.time():
-        raise UsageError(f"--until {until} has passed: give a later deadline")
-    if key_file is not None:
-        key_file = str(Path(key_file).expanduser().absolute())  # the service may run with another $HOME
-    table: dict[str, Any] = {"input": input, "url": url, "mode": mode, "loop": loop}
-    for k, v in (
-        ("key", key),
-        ("key_file", key_file),
-        ("key_env", key_env),
-        ("until", until),
-        ("bitrate", bitrate),
-        ("resolution", resolution),
-        ("fps", fps),
-        ("input_format", input_format),
-    ):
-        if v is not None:
-            table[k] = v
-    if budget is not None:
-        table["budget"] = exact_duration(budget)
+    options = StreamOptions(
+        input=input,
+        url=url,
+        key=key,
+        key_file=key_file,
+        key_env=key_env,
+        hours=hours,
+        duration=duration,
+        until=until,
+        mode=mode,
+        input_format=input_format,
+        loop=loop,
+        bitrate=bitrate,
+        resolution=resolution,
+        fps=fps,
+    )
+    table = options.table(name)
     paths = _paths()
-    from streamctl.store.config import load_config
-
     existed = name in load_config(paths).streams
     add_stream(paths, name, table, replace_existing=replace)
     typer.echo(f"{'replaced' if existed else 'added'} {name} in {paths.config_file}")
@@ -245,31 +229,25 @@ def check(
 @app.command()
 def start(
     name: Name,
-    hours: Annotated[float | None, typer.Option(help="Budget in hours (total streamed time).")] = None,
-    duration: Annotated[str | None, typer.Option(help="Budget as a duration: 90s, 45m, 5h, 1h30m.")] = None,
-    input: Annotated[str | None, typer.Option("--input", "-i", help="Override the input.")] = None,
-    url: Annotated[str | None, typer.Option(help="Override the ingest URL.")] = None,
-    key: Annotated[str | None, typer.Option(help="Override the stream key.")] = None,
-    key_env: Annotated[
-        str | None, typer.Option(help="Read the stream key from this environment variable (not in ps).")
-    ] = None,
+    hours: Hours = None,
+    duration: Duration = None,
+    input: Input = None,
+    url: Url = None,
+    key: Key = None,
+    key_env: KeyEnv = None,
     also: Annotated[
         list[str] | None, typer.Option(help="Another destination URL, key included (repeatable).")
     ] = None,
-    mode: Annotated[str | None, typer.Option(help="copy or encode.")] = None,
-    input_format: Annotated[str | None, typer.Option(help="Input format, e.g. lavfi.")] = None,
-    loop: Annotated[bool | None, typer.Option("--loop/--no-loop", help="Loop a file input.")] = None,
+    mode: Mode = None,
+    input_format: InputFormat = None,
+    loop: Loop = None,
     retries: Annotated[int | None, typer.Option(help="Restarts allowed in a row (default 3).")] = None,
     restart_delay: Annotated[float | None, typer.Option(help="Seconds before a restart (default 3).")] = None,
-    grace: Annotated[
-        float | None, typer.Option(help="Seconds between SIGTERM and SIGKILL (default 5).")
-    ] = None,
+    grace: Grace = None,
     stall_timeout: Annotated[
         float | None, typer.Option(help="Seconds without media progress before ffmpeg counts as hung (15).")
     ] = None,
-    until: Annotated[
-        str | None, typer.Option(help="Wall-clock deadline, e.g. 2026-12-01T22:00 (local time).")
-    ] = None,
+    until: Until = None,
     ffmpeg: Annotated[str | None, typer.Option(help="ffmpeg binary to run.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log to the file only.")] = False,
     detach: Annotated[
@@ -278,29 +256,31 @@ def start(
 ) -> None:
     """Run the stream in the foreground until its budget is streamed (exit 0), or it gives up (exit 1).
 
+    The options given override the stream's config; a stream not in the config needs --input and --url.
+
     Examples: streamctl start morning --hours 5 ; streamctl start morning --detach
     """
-    from streamctl.store.config import parse_until, require_limit, resolve_spec
+    from streamctl.store.config import require_limit, resolve_spec
+    from streamctl.store.options import StreamOptions
 
-    if key_env is not None:
-        key = os.environ.get(key_env)
-        if not key:
-            raise UsageError(f"--key-env: environment variable {key_env} is not set")
-    overrides = {
-        "also": tuple(also) if also else None,
-        "until": parse_until(until) if until is not None else None,
-        "stall_timeout": stall_timeout,
-        "budget_seconds": _budget(hours, duration),
-        "input": input,
-        "url": url,
-        "key": key,
-        "mode": mode,
-        "input_format": input_format,
-        "loop": loop,
-        "retries": retries,
-        "restart_delay": restart_delay,
-        "grace": grace,
-    }
+    options = StreamOptions(
+        input=input,
+        url=url,
+        key=key,
+        key_env=key_env,
+        hours=hours,
+        duration=duration,
+        until=until,
+        mode=mode,
+        input_format=input_format,
+        loop=loop,
+        also=tuple(also) if also else None,
+        retries=retries,
+        restart_delay=restart_delay,
+        grace=grace,
+        stall_timeout=stall_timeout,
+    )
+    overrides = options.overrides()
     paths = _paths()
     spec = require_limit(resolve_spec(paths, name, overrides))
     from streamctl.run.detach import DETACHED
@@ -361,7 +341,7 @@ def status(
     Examples: streamctl status --watch ; streamctl status --format prometheus > streamctl.prom
     """
     from streamctl.commands import streams as control
-    from streamctl.output.table import render_status, terminal_width, use_colour, watch_title, wrap
+    from streamctl.output.table import render_status, terminal_width, use_colour
 
     if format not in ("table", "json", "prometheus"):
         raise UsageError(f"--format must be table, json or prometheus, got {format!r}")
@@ -374,23 +354,13 @@ def status(
 
         sys.stdout.write(prometheus(rows))
     elif watch:
-        import time
+        from streamctl.commands.watch import watch_status
 
-        rows_note = ""
-        try:
-            while True:
-                width, now = terminal_width(), time.time()  # re-read: the terminal may have been resized
-                table = render_status(rows, use_colour(), width, now)
-                frame = watch_title(now, width) + "\n" + rows_note + table
-                # home the cursor and clear: a steady dashboard in any terminal, no curses needed
-                sys.stdout.write("\x1b[H\x1b[2J" + frame)
-                sys.stdout.flush()
-                time.sleep(1.0)
-                notes: list[str] = []  # a config broken meanwhile: said on the screen, not scrolled away
-                rows = [v.as_dict() for v in control.views(paths, names or None, warn=notes.append)]
-                rows_note = "".join(f"{line}\n" for n in notes for line in wrap(f"warning: {n}", width))
-        except KeyboardInterrupt:
-            pass
+        watch_status(
+            rows,
+            lambda warn: [v.as_dict() for v in control.views(paths, names or None, warn=warn)],
+            _write_flushed,
+        )
     elif not rows:
         typer.echo("no streams")
     else:
@@ -404,8 +374,8 @@ def logs(
     lines: Annotated[int, typer.Option("--lines", "-n", help="How many last lines to print.")] = 50,
 ) -> None:
     """Print (or follow) a stream's log.  Example: streamctl logs morning -f"""
-    import time
-
+    from streamctl.commands.watch import follow as follow_log
+    from streamctl.commands.watch import tail
     from streamctl.errors import NotFound, did_you_mean
 
     path = _paths().log_file(name)
@@ -414,29 +384,24 @@ def logs(
         have = sorted(p.stem for p in path.parent.glob("*.log")) if path.parent.is_dir() else []
         raise NotFound(f"no log for stream {name!r} at {path}{did_you_mean(name, have)}")
     with path.open("r", encoding="utf-8", errors="replace") as f:
-        sys.stdout.writelines(f.readlines()[-lines:] if lines > 0 else [])
-        sys.stdout.flush()
-        while follow:
-            line = f.readline()
-            if line:
-                sys.stdout.write(line)
-                sys.stdout.flush()
-            else:
-                time.sleep(0.25)
+        _write_flushed("".join(tail(f, lines)))
+        if follow:
+            follow_log(f, _write_flushed)
 
 
 @app.command()
 def sweep(
     as_json: Json = False,
-    grace: Annotated[float, typer.Option(help="Seconds between SIGTERM and SIGKILL.")] = 5.0,
+    grace: Grace = None,
 ) -> None:
     """Stop whatever overran its time, even with its supervisor dead.
 
     Example, from cron every minute: * * * * * streamctl sweep
     """
     from streamctl.commands.sweep import sweep as do_sweep
+    from streamctl.store.config import Settings
 
-    actions = do_sweep(_paths(), grace=grace)
+    actions = do_sweep(_paths(), grace=Settings().grace if grace is None else grace)
     if as_json:
         _print_json([a.as_dict() for a in actions])
         return

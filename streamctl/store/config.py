@@ -115,6 +115,27 @@ def _type_ok(kind: str, value: Any) -> bool:
     raise AssertionError(kind)
 
 
+def key_sources(table: dict[str, Any]) -> list[str]:
+    """The key sources TABLE gives, in KEY_SOURCES order: more than one is a mistake."""
+    return [k for k in KEY_SOURCES if k in table]
+
+
+def idle_in_copy(table: dict[str, Any]) -> list[str]:
+    """The encode-only keys TABLE gives although its mode is copy (they would do nothing)."""
+    if table.get("mode", "copy") != "copy":
+        return []
+    return [k for k in ENCODE_ONLY if k in table]
+
+
+def env_key(variable: str, what: str, need: bool = True) -> str | None:
+    """The stream key in environment VARIABLE. NEED: unset or empty is an error, named by WHAT (the
+    option or the config key that gave VARIABLE)."""
+    value = os.environ.get(variable)
+    if not value and need:
+        raise UsageError(f"{what}: environment variable {variable} is not set")
+    return value or None
+
+
 def check_table(path: Path, table: dict[str, Any], where: str, stream: bool) -> None:
     """Raise UsageError for the first unknown, misplaced, mistyped or conflicting key of one table."""
     allowed = [k for k, v in KEYS.items() if stream or not v.stream_only]
@@ -132,14 +153,13 @@ def check_table(path: Path, table: dict[str, Any], where: str, stream: bool) -> 
             )
     if not stream:
         return
-    sources = [k for k in KEY_SOURCES if k in table]
+    sources = key_sources(table)
     if len(sources) > 1:
         raise UsageError(f"config {path}: [{where}] gives both {sources[0]} and {sources[1]}: keep one")
     if "budget" in table and "hours" in table:
         raise UsageError(f"config {path}: [{where}] gives both budget and hours: keep one")
-    mode = table.get("mode", "copy")
-    idle = [k for k in ENCODE_ONLY if k in table]
-    if mode == "copy" and idle:
+    idle = idle_in_copy(table)
+    if idle:
         raise UsageError(
             f"config {path}: [{where}] {idle[0]} does nothing in copy mode: "
             f'set mode = "encode" or remove {idle[0]}'
@@ -337,10 +357,7 @@ def _key(table: dict[str, Any], need_env: bool = True) -> str | None:
     if "key" in table:
         return str(table["key"])
     if "key_env" in table:
-        val = os.environ.get(str(table["key_env"]))
-        if not val and need_env:
-            raise UsageError(f"key_env: environment variable {table['key_env']} is not set")
-        return val or None
+        return env_key(str(table["key_env"]), "key_env", need_env)
     if "key_file" in table:
         p = Path(str(table["key_file"])).expanduser()
         try:
