@@ -1,14 +1,19 @@
-"""Shared fixtures: a private STREAMCTL_HOME, a real nginx-rtmp server, a generated input, the CLI."""
+"""Shared fixtures and helpers: a private STREAMCTL_HOME, a real nginx-rtmp server, a generated input,
+the CLI in a child process (`cli`, `cli_bg`) and in this one (`run_cli`), and the argv of a start."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +68,114 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture
+def input_file(tmp_path: Path) -> Path:
+    """A file that only has to exist (`add` and the config checks look no further); not media."""
+    p = tmp_path / "in.mp4"
+    p.write_bytes(b"not really media")
+    return p
+
+
 def cli(*args: str, timeout: float = 120, **kw: Any) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a child process (as a user would)."""
     return subprocess.run(
         [sys.executable, "-m", "streamctl", *args], capture_output=True, text=True, timeout=timeout, **kw
     )
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What a command did, in-process: the exit code, and stdout and stderr apart."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+# Commands that must never run in this process: `start` execs a supervisor in place of the caller (and
+# `--detach` spawns one), `demo` runs a supervisor and a receiver, `--watch` and `--follow` never end.
+NEVER_IN_PROCESS = {"start", "demo"}
+ENDLESS = {"--watch", "-w", "--follow", "-f"}
+
+
+def run_cli(*args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Ran:
+    """Run `streamctl ARGS` in this process, through `streamctl.cli.main` as the console script does (the
+    same `errors.reported()`, the same one-line messages and exit codes), with stdout and stderr captured
+    apart. ENV, as for `cli`, is the whole environment (default: this one, with the `home` fixture's
+    STREAMCTL_HOME); CWD the working directory. Whatever the command changes in the environment, the working
+    directory, sys.argv, signal handlers or logging is put back afterwards."""
+    from typer.testing import CliRunner
+
+    from streamctl import cli as streamctl_cli
+
+    command = next((a for a in args if not a.startswith("-")), None)
+    if (command in NEVER_IN_PROCESS or ENDLESS & set(args)) and "--help" not in args:
+        raise AssertionError(f"`streamctl {' '.join(args)}` cannot run in-process: use cli()")
+    saved_env = dict(os.environ)
+    unset: dict[str, str | None] = {k: None for k in os.environ if env is not None and k not in env}
+    signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    handlers = _logging_handlers()
+    code: int = 0
+    runner = CliRunner()
+    try:
+        with (
+            runner.isolation(env={**unset, **(env or {})}) as (out, err, _),
+            contextlib.chdir(cwd or Path.cwd()),
+            _argv(["streamctl", *args]),
+        ):
+            try:
+                streamctl_cli.main()
+            except SystemExit as e:
+                code = _exit_code(e.code)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            stdout, stderr = out.getvalue().decode(), err.getvalue().decode()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        for s, h in signals.items():
+            signal.signal(s, h)
+        _drop_new_handlers(handlers)
+    return Ran(code, stdout, stderr)
+
+
+def _exit_code(code: object) -> int:
+    """The exit status of sys.exit(CODE), as the interpreter turns it into one."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    sys.stderr.write(f"{code}\n")  # what Python prints for sys.exit("message"), then exits 1
+    return 1
+
+
+@contextlib.contextmanager
+def _argv(argv: list[str]) -> Iterator[None]:
+    # argv[0] as when the installed console script runs (install-service names it in the unit)
+    saved = sys.argv
+    sys.argv = [str(Path(sys.executable).parent / argv[0]), *argv[1:]]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def _loggers() -> list[logging.Logger]:
+    known = list(logging.root.manager.loggerDict.values())  # placeholders too: not loggers, no handlers
+    return [logging.getLogger(), *(lg for lg in known if isinstance(lg, logging.Logger))]
+
+
+def _logging_handlers() -> dict[logging.Logger, list[logging.Handler]]:
+    return {lg: list(lg.handlers) for lg in _loggers()}
+
+
+def _drop_new_handlers(before: dict[logging.Logger, list[logging.Handler]]) -> None:
+    for lg in _loggers():
+        for h in list(lg.handlers):
+            if h not in before.get(lg, []):
+                lg.removeHandler(h)
+                h.close()
 
 
 def cli_bg(*args: str) -> subprocess.Popen[str]:
@@ -77,6 +185,28 @@ def cli_bg(*args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def start_args(name: str, media: Path, rtmp: Rtmp, budget: str, *extra: str) -> list[str]:
+    """`start NAME` of MEDIA to RTMP with the key NAME-streamkey (what the recordings are named by)."""
+    return ["start", name, "-q", "--input", str(media), "--url", rtmp.url, "--key", f"{name}-streamkey",
+            "--duration", budget, *extra]  # fmt: skip
+
+
+def lavfi_start(
+    name: str, url: str | Path, budget: str, *extra: str, ffmpeg: Path | None = None, quiet: bool = True
+) -> list[str]:
+    """`start NAME` of ffmpeg's test pattern (no input file needed) to URL, for BUDGET, with FFMPEG (often a
+    fake_ffmpeg) and EXTRA options."""
+    return ["start", name, *(["-q"] if quiet else []), "--input-format", "lavfi", "--input", "testsrc",
+            "--url", str(url), "--duration", budget, *(["--ffmpeg", str(ffmpeg)] if ffmpeg else []), *extra]  # fmt: skip
+
+
+def snapshot(home: Path) -> dict[str, bytes]:
+    """Every file under HOME and its bytes: to show that a command changed nothing on disk."""
+    if not home.exists():
+        return {}
+    return {str(p.relative_to(home)): p.read_bytes() for p in sorted(home.rglob("*")) if p.is_file()}
 
 
 def read_state(home: Path, name: str) -> dict[str, Any]:
@@ -94,6 +224,32 @@ def wait_for(pred: Any, timeout: float = 20.0, every: float = 0.05) -> Any:
             return v
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout}s waiting for {pred}")
+
+
+def live_ffmpeg_pid(home: Path, name: str) -> int:
+    """The pid of stream NAME's ffmpeg, once its state says it is live."""
+
+    def ready() -> int | None:
+        st = read_state(home, name)
+        if st["status"] == "live" and st["session"] and st["session"]["ffmpeg_pid"]:
+            return int(st["session"]["ffmpeg_pid"])
+        return None
+
+    return int(wait_for(ready))
+
+
+def gone(pid: int) -> bool:
+    """PID has exited (a zombie not yet reaped counts as gone)."""
+    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def new_recording_second(server: Rtmp, key: str) -> None:
+    """Wait until a new publish of KEY gets a recording of its own: nginx names each by the second (unix
+    time) it began, so one more within that second would land in the same file."""
+    seconds = [int(f.stem.rsplit("-", 1)[1]) for f in server.recordings(key)]
+    last = max(seconds) if seconds else int(time.time())  # none yet: one may be about to appear
+    while time.time() < last + 1.1:
+        time.sleep(0.02)
 
 
 def ffmpegs(marker: str) -> list[psutil.Process]:

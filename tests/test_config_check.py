@@ -10,8 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Rtmp, cli, cli_bg, fake_ffmpeg, free_port, needs_media, wait_for
-from tests.test_cli import snapshot
+from tests.conftest import (
+    Rtmp,
+    cli,
+    cli_bg,
+    fake_ffmpeg,
+    free_port,
+    lavfi_start,
+    needs_media,
+    run_cli,
+    snapshot,
+    wait_for,
+)
 
 
 def write_config(home: Path, text: str) -> Path:
@@ -44,15 +54,15 @@ STREAM = '[streams.s]\ninput = "{m}"\nurl = "rtmp://127.0.0.1:1/live"\n'
     ],
 )  # fmt: skip
 def test_config_mistakes_are_one_line_exit_2_before_anything_runs(
-    home: Path, media: Path, toml: str, line: str
+    home: Path, input_file: Path, toml: str, line: str
 ) -> None:
-    cfg = write_config(home, toml.replace("{m}", str(media)))
+    cfg = write_config(home, toml.replace("{m}", str(input_file)))
     before = snapshot(home)
     expected = f"streamctl: error: config {cfg}: {line}\n"
     for args in (["check"], ["check", "s"], ["start", "s"], ["start", "s", "--detach"]):
         if args[-1] == "s" and "unknown table" in line:
             continue  # no stream s exists in that config
-        r = cli(*args)
+        r = cli(*args) if args[0] == "start" else run_cli(*args)
         if args[0] == "start" and "no budget" in line:  # start may be given one: it says how
             expected = "streamctl: error: stream 's' has no budget: give --hours, --duration or --until\n"
         assert (r.returncode, r.stderr) == (2, expected), args
@@ -81,17 +91,19 @@ def test_config_mistakes_are_one_line_exit_2_before_anything_runs(
          "key_file: cannot read /nonexistent/key: No such file or directory"),
     ],
 )  # fmt: skip
-def test_add_refuses_what_start_would_refuse(home: Path, media: Path, extra: list[str], line: str) -> None:
-    r = cli("add", "s", "--input", str(media), *extra)
+def test_add_refuses_what_start_would_refuse(
+    home: Path, input_file: Path, extra: list[str], line: str
+) -> None:
+    r = run_cli("add", "s", "--input", str(input_file), *extra)
     assert (r.returncode, r.stderr) == (2, f"streamctl: error: {line.format(cfg=home / 'streamctl.toml')}\n")
     assert not home.exists()
 
 
-def test_add_stores_the_key_file_as_an_absolute_path(home: Path, media: Path, tmp_path: Path) -> None:
+def test_add_stores_the_key_file_as_an_absolute_path(home: Path, input_file: Path, tmp_path: Path) -> None:
     key = tmp_path / "yt.key"
     key.write_text("abcd-efgh-ijkl\n")
-    r = cli("add", "s", "--input", str(media), "--url", "rtmp://h/live2", "--key-file", "yt.key", "--hours", "5",
-            cwd=tmp_path)  # fmt: skip
+    r = run_cli("add", "s", "--input", str(input_file), "--url", "rtmp://h/live2", "--key-file", "yt.key", "--hours", "5",
+                cwd=tmp_path)  # fmt: skip
     assert r.returncode == 0, r.stderr
     import tomllib
 
@@ -100,8 +112,11 @@ def test_add_stores_the_key_file_as_an_absolute_path(home: Path, media: Path, tm
     assert "abcd" not in (home / "streamctl.toml").read_text()
 
 
-def test_name_typos_get_a_did_you_mean(home: Path, media: Path) -> None:
-    assert cli("add", "morning", "-i", str(media), "--url", "rtmp://h/live", "--hours", "1").returncode == 0
+def test_name_typos_get_a_did_you_mean(home: Path, input_file: Path) -> None:
+    assert (
+        run_cli("add", "morning", "-i", str(input_file), "--url", "rtmp://h/live", "--hours", "1").returncode
+        == 0
+    )
     cfg = home / "streamctl.toml"
     for args, line in (
         (["start", "mornin"], f"no stream named 'mornin' in {cfg}; did you mean 'morning'?"),
@@ -112,17 +127,17 @@ def test_name_typos_get_a_did_you_mean(home: Path, media: Path) -> None:
             "no stream named 'mornign' (not configured, never started); did you mean 'morning'?",
         ),
     ):
-        r = cli(*args)
+        r = cli(*args) if args[0] == "start" else run_cli(*args)
         assert (r.returncode, r.stderr) == (3, f"streamctl: error: {line}\n"), args
 
 
 def _state_of_a_finished_stream(home: Path, tmp_path: Path) -> None:
     fake = fake_ffmpeg(tmp_path, "ffmpeg", "exit 0\n")
-    r = cli("start", "s", "--input-format", "lavfi", "--input", "testsrc", "--url", str(tmp_path / "o.flv"),
-            "--duration", "5s", "--ffmpeg", str(fake), "-q")  # fmt: skip
+    r = cli(*lavfi_start("s", tmp_path / "o.flv", "5s", ffmpeg=fake))
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.e2e  # a supervisor runs (its ffmpeg ends at once)
 def test_read_commands_fall_back_to_the_state_files_when_the_config_is_broken(
     home: Path, tmp_path: Path
 ) -> None:
@@ -134,7 +149,7 @@ def test_read_commands_fall_back_to_the_state_files_when_the_config_is_broken(
     )
     for args in (["status"], ["status", "--json"], ["status", "--format", "prometheus"], ["runtime", "s"],
                  ["runtime", "s", "--json"], ["status", "s"]):  # fmt: skip
-        r = cli(*args)
+        r = run_cli(*args)
         assert (r.returncode, r.stderr) == (0, warning), args
         # the budget that only the state file holds: the config cannot be read
         budget = (
@@ -144,9 +159,9 @@ def test_read_commands_fall_back_to_the_state_files_when_the_config_is_broken(
             "budget:          5.0s",
         )
         assert any(b in r.stdout for b in budget), (args, r.stdout)
-    rows = json.loads(cli("status", "--json").stdout)
+    rows = json.loads(run_cli("status", "--json").stdout)
     assert [(r["name"], r["status"], r["stop_reason"]) for r in rows] == [("s", "offline", "input_ended")]
-    assert 'streamctl_up{stream="s"' in cli("status", "--format", "prometheus").stdout
+    assert 'streamctl_up{stream="s"' in run_cli("status", "--format", "prometheus").stdout
     # the commands that need the config still refuse it, with the same cause
     r = cli("start", "s")
     assert r.returncode == 2 and r.stderr == warning.replace("warning", "error").replace(
@@ -156,12 +171,13 @@ def test_read_commands_fall_back_to_the_state_files_when_the_config_is_broken(
 
 def test_doctor_fails_a_broken_config(home: Path) -> None:
     cfg = write_config(home, '[streams.s]\ninput = "x"\nurl = "rtmp://h/live"\nbudjet = "2h"\n')
-    r = cli("doctor")
+    r = run_cli("doctor")
     line = next(ln for ln in r.stdout.splitlines() if " config " in f" {ln} ")
     assert line.startswith("FAIL") and f"config {cfg}: [streams.s] unknown key 'budjet'" in line
     assert r.returncode == 2
 
 
+@pytest.mark.e2e
 @needs_media
 def test_check_probes_the_input_and_the_ingest(home: Path, media: Path, rtmp: Rtmp, tmp_path: Path) -> None:
     closed = free_port()
@@ -170,14 +186,14 @@ def test_check_probes_the_input_and_the_ingest(home: Path, media: Path, rtmp: Rt
         f'[streams.up]\ninput = "{media}"\nurl = "{rtmp.url}"\nkey = "up-key-1234"\nbudget = "1h"\n'
         f'[streams.down]\ninput = "{media}"\nurl = "rtmp://127.0.0.1:{closed}/live"\nbudget = "1h"\n',
     )
-    r = cli("check", "up")
+    r = run_cli("check", "up")
     assert r.returncode == 0 and r.stderr == ""
     assert r.stdout.splitlines() == [
         "ok    up               config  ok",
         f"ok    up               input   {media}: media ok",
         f"ok    up               ingest  {rtmp.url}/**** accepts connections",
     ]
-    r = cli("check")
+    r = run_cli("check")
     assert r.returncode == 1  # the config is fine; one ingest does not answer
     assert r.stderr == (
         f"streamctl: error: down: ingest 127.0.0.1:{closed}: connection refused; is the ingest running "
@@ -187,7 +203,7 @@ def test_check_probes_the_input_and_the_ingest(home: Path, media: Path, rtmp: Rt
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"not media at all")
     write_config(home, f'[streams.j]\ninput = "{junk}"\nurl = "{rtmp.url}"\nbudget = "1h"\n')
-    r = cli("check", "--json")
+    r = run_cli("check", "--json")
     assert r.returncode == 2
     found = {f["what"]: f for f in json.loads(r.stdout)}
     assert not found["input"]["ok"] and "is not media ffmpeg can stream" in found["input"]["detail"]
@@ -195,36 +211,38 @@ def test_check_probes_the_input_and_the_ingest(home: Path, media: Path, rtmp: Rt
     assert not (home / "state").exists()  # check writes nothing
 
 
+@pytest.mark.e2e
 def test_check_tells_an_unknown_host(home: Path, media: Path) -> None:
     write_config(home, f'[streams.x]\ninput = "{media}"\nurl = "rtmp://nosuch.invalid/live"\nbudget = "1h"\n')
-    r = cli("check", "x")
+    r = run_cli("check", "x")
     assert r.returncode == 1
     assert r.stderr == "streamctl: error: x: ingest nosuch.invalid: no such host; check the URL's host name\n"
 
 
+@pytest.mark.e2e
 def test_changing_a_running_stream_warns(home: Path, tmp_path: Path) -> None:
     out = tmp_path / "o.flv"
     args = ["-i", "testsrc=size=160x120:rate=10", "--input-format", "lavfi", "--url", str(out)]
-    assert cli("add", "run", *args, "--hours", "1").returncode == 0
+    assert run_cli("add", "run", *args, "--hours", "1").returncode == 0
     sup = cli_bg("start", "run", "-q")
     try:
         st = wait_for(lambda: json.loads((home / "state" / "run.json").read_text())["supervisor_pid"])
-        r = cli("add", "run", *args, "--duration", "30m", "--replace")
+        r = run_cli("add", "run", *args, "--duration", "30m", "--replace")
         assert r.returncode == 0
         assert r.stderr == (
             f"streamctl: warning: stream 'run' is running (supervisor pid {st}): it keeps its old settings "
             "until restarted (streamctl stop run, then start)\n"
         )
-        r = cli("remove", "run")
+        r = run_cli("remove", "run")
         assert (r.returncode, r.stdout) == (0, "removed run\n")
         assert r.stderr == (
             f"streamctl: warning: stream 'run' is running (supervisor pid {st}): it streams on until its "
             "budget ends or `streamctl stop run`\n"
         )
     finally:
-        assert cli("stop", "run").returncode == 0
+        assert run_cli("stop", "run").returncode == 0
         sup.wait(30)
-    r = cli("add", "run", *args, "--hours", "1")
+    r = run_cli("add", "run", *args, "--hours", "1")
     assert (r.returncode, r.stderr) == (0, "")  # not running: no warning
 
 
@@ -271,13 +289,22 @@ def test_the_example_config_has_only_known_keys_of_the_right_type() -> None:
 
 
 def test_add_takes_a_key_env_that_only_start_has_and_says_replaced_only_when_it_was(
-    home: Path, media: Path, monkeypatch: pytest.MonkeyPatch
+    home: Path, input_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("STREAMCTL_TEST_KEY", raising=False)
-    args = ["add", "s", "--input", str(media), "--url", "rtmp://h/live", "--key-env", "STREAMCTL_TEST_KEY"]
-    r = cli(*args, "--hours", "1", "--replace")
+    args = [
+        "add",
+        "s",
+        "--input",
+        str(input_file),
+        "--url",
+        "rtmp://h/live",
+        "--key-env",
+        "STREAMCTL_TEST_KEY",
+    ]
+    r = run_cli(*args, "--hours", "1", "--replace")
     assert (r.returncode, r.stdout, r.stderr) == (0, f"added s in {home / 'streamctl.toml'}\n", "")
-    r = cli(*args, "--duration", "90m", "--replace")
+    r = run_cli(*args, "--duration", "90m", "--replace")
     assert (r.returncode, r.stdout) == (0, f"replaced s in {home / 'streamctl.toml'}\n")
     import tomllib
 
@@ -287,17 +314,17 @@ def test_add_takes_a_key_env_that_only_start_has_and_says_replaced_only_when_it_
     assert r.stderr.endswith("[streams.s] key_env: environment variable STREAMCTL_TEST_KEY is not set\n")
 
 
-def test_a_broken_stream_entry_is_shown_with_a_warning(home: Path, media: Path) -> None:
-    cfg = write_config(home, f'[streams.ok]\ninput = "{media}"\nurl = "rtmp://h/live"\nbudget = "1h"\n'
-                       f'[streams.n]\ninput = "{media}"\nurl = "rtmp://h/live"\nbudjet = "2h"\n')  # fmt: skip
-    r = cli("status", "--json")
+def test_a_broken_stream_entry_is_shown_with_a_warning(home: Path, input_file: Path) -> None:
+    cfg = write_config(home, f'[streams.ok]\ninput = "{input_file}"\nurl = "rtmp://h/live"\nbudget = "1h"\n'
+                       f'[streams.n]\ninput = "{input_file}"\nurl = "rtmp://h/live"\nbudjet = "2h"\n')  # fmt: skip
+    r = run_cli("status", "--json")
     assert r.returncode == 0
     assert (
         r.stderr
         == f"streamctl: warning: config {cfg}: [streams.n] unknown key 'budjet'; did you mean 'budget'?\n"
     )
     assert [(x["name"], x["budget_seconds"]) for x in json.loads(r.stdout)] == [("n", None), ("ok", 3600.0)]
-    r = cli("list")
+    r = run_cli("list")
     assert r.returncode == 2 and r.stdout.startswith("ok\t1h00m00s\tcopy")
     assert (
         r.stderr
@@ -312,9 +339,9 @@ def test_a_broken_stream_entry_is_shown_with_a_warning(home: Path, media: Path) 
      ('until = "2020-01-01T00:00"', "until 2020-01-01T00:00"),
      ('[streams.s\nx = 1', "is not valid TOML")],
 )  # fmt: skip
-def test_more_config_mistakes(home: Path, media: Path, value: str, line: str) -> None:
-    write_config(home, STREAM.replace("{m}", str(media)) + value + "\n")
-    r = cli("check")
+def test_more_config_mistakes(home: Path, input_file: Path, value: str, line: str) -> None:
+    write_config(home, STREAM.replace("{m}", str(input_file)) + value + "\n")
+    r = run_cli("check")
     assert r.returncode == 2 and line in r.stderr and r.stderr.count("\n") == 1
 
 
@@ -326,7 +353,7 @@ def test_check_probes_a_network_input_within_seconds(home: Path, tmp_path: Path)
         'budget = "1h"\n',
     )
     t0 = time.monotonic()
-    r = cli("check", "n")
+    r = run_cli("check", "n")
     assert time.monotonic() - t0 < 10
     assert r.returncode == 2
     assert r.stderr == (
@@ -336,6 +363,7 @@ def test_check_probes_a_network_input_within_seconds(home: Path, tmp_path: Path)
     assert "src-key-1234" not in r.stdout + r.stderr
 
 
+@pytest.mark.e2e
 @needs_media
 def test_check_probes_lavfi_and_playlists_as_ffmpeg_opens_them(
     home: Path, media: Path, tmp_path: Path
@@ -344,7 +372,7 @@ def test_check_probes_lavfi_and_playlists_as_ffmpeg_opens_them(
     write_config(
         home, f'[streams.g]\ninput = "{media}"\ninput_format = "lavfi"\nurl = "{out}"\nbudget = "1h"\n'
     )
-    r = cli("check", "g")
+    r = run_cli("check", "g")
     assert r.returncode == 2
     assert r.stderr == (
         f"streamctl: error: g: input {media} is not a valid -f lavfi input: No such filter: '{media}' "
@@ -357,7 +385,7 @@ def test_check_probes_lavfi_and_playlists_as_ffmpeg_opens_them(
         f'[streams.g]\ninput = "testsrc=size=160x120:rate=10"\ninput_format = "lavfi"\nmode = "encode"\n'
         f'url = "{out}"\nbudget = "1h"\n[streams.p]\ninput = "{listing}"\nurl = "{out}"\nbudget = "1h"\n',
     )
-    r = cli("check")
+    r = run_cli("check")
     assert (r.returncode, r.stderr) == (0, "")
     assert r.stdout.splitlines() == [
         "ok    g                config  ok",
@@ -369,6 +397,7 @@ def test_check_probes_lavfi_and_playlists_as_ffmpeg_opens_them(
     ]
 
 
+@pytest.mark.e2e
 @needs_media
 def test_check_without_ffprobe_says_the_input_is_not_probed(home: Path, media: Path, tmp_path: Path) -> None:
     import os
@@ -378,10 +407,12 @@ def test_check_without_ffprobe_says_the_input_is_not_probed(home: Path, media: P
     bare.mkdir()
     (bare / "ffmpeg").symlink_to(shutil.which("ffmpeg") or "ffmpeg")  # like the bundled one: no ffprobe
     write_config(home, f'[streams.m]\ninput = "{media}"\nurl = "{tmp_path / "o.flv"}"\nbudget = "1h"\n')
-    r = cli("check", "m", "--ffmpeg", str(bare / "ffmpeg"), env={**os.environ, "PATH": str(bare)})
+    r = run_cli("check", "m", "--ffmpeg", str(bare / "ffmpeg"), env={**os.environ, "PATH": str(bare)})
     assert (r.returncode, r.stderr) == (0, "")
     line = f"skip  m                input   {media}: not probed: no ffprobe beside ffmpeg"
     assert r.stdout.splitlines()[1] == line
-    r = cli("check", "m", "--json", "--ffmpeg", str(bare / "ffmpeg"), env={**os.environ, "PATH": str(bare)})
+    r = run_cli(
+        "check", "m", "--json", "--ffmpeg", str(bare / "ffmpeg"), env={**os.environ, "PATH": str(bare)}
+    )
     found = {f["what"]: f for f in json.loads(r.stdout)}
     assert found["input"]["ok"] and not found["input"]["checked"]

@@ -6,10 +6,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import psutil
+import pytest
 
-from tests.conftest import Rtmp, cli, needs_media, read_state
+from tests.conftest import Rtmp, cli, gone, needs_media, read_state, run_cli
 
+pytestmark = [pytest.mark.e2e, needs_media]
 REFUSED = "the ingest refused the stream: check the stream key and the application name in the URL"
 
 
@@ -28,7 +29,6 @@ def _started(home: Path, name: str, stdout: str) -> int:
     return pid
 
 
-@needs_media
 def test_detach_warns_when_the_first_attempt_fails(home: Path, media: Path, no_leftovers: Rtmp) -> None:
     wrong = no_leftovers.url.rsplit("/", 1)[0] + "/wrongapp"  # nginx-rtmp drops an unknown application
     rc, out, err, took = _detach("w", media, wrong)
@@ -44,11 +44,10 @@ def test_detach_warns_when_the_first_attempt_fails(home: Path, media: Path, no_l
         assert (st["supervisor_pid"], st["status"]) == (pid, "backoff")
         assert "w-key-1234" not in out + err
     finally:
-        assert cli("stop", "w").returncode == 0
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        assert run_cli("stop", "w").returncode == 0
+    assert gone(pid)
 
 
-@needs_media
 def test_detach_to_the_live_app_prints_only_the_started_line(
     home: Path, media: Path, no_leftovers: Rtmp
 ) -> None:
@@ -60,10 +59,9 @@ def test_detach_to_the_live_app_prints_only_the_started_line(
         st = read_state(home, "l")
         assert (st["supervisor_pid"], st["status"], st["last_error"]) == (pid, "live", None)
     finally:
-        assert cli("stop", "l").returncode == 0
+        assert run_cli("stop", "l").returncode == 0
 
 
-@needs_media
 def test_detach_that_gives_up_at_once_is_an_error(home: Path, media: Path, no_leftovers: Rtmp) -> None:
     wrong = no_leftovers.url.rsplit("/", 1)[0] + "/wrongapp"
     rc, out, err, _ = _detach("g", media, wrong, "--retries", "0")

@@ -18,12 +18,22 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import Rtmp, cli, cli_bg, fake_ffmpeg, needs_media, read_state, wait_for
-from tests.test_e2e import live_ffmpeg_pid, start_args
+from tests.conftest import (
+    Rtmp,
+    cli,
+    cli_bg,
+    fake_ffmpeg,
+    gone,
+    lavfi_start,
+    live_ffmpeg_pid,
+    needs_media,
+    read_state,
+    run_cli,
+    start_args,
+    wait_for,
+)
 
-
-def gone(pid: int) -> bool:
-    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+e2e = pytest.mark.e2e  # the real-time cases; the rest run in the quick subset too
 
 
 def check_state(home: Path, name: str) -> dict:  # type: ignore[type-arg]
@@ -47,12 +57,13 @@ def running(script: Path) -> list[psutil.Process]:
     return out
 
 
+@e2e
 @needs_media
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGABRT])
 def test_ffmpeg_killed_by_signal_is_restarted_within_budget(
     home: Path, media: Path, no_leftovers: Rtmp, sig: signal.Signals
 ) -> None:
-    sup = cli_bg(*start_args(f"sig{sig}", media, no_leftovers, "6s", "--restart-delay", "1"))
+    sup = cli_bg(*start_args(f"sig{sig}", media, no_leftovers, "4s", "--restart-delay", "1"))
     pid = live_ffmpeg_pid(home, f"sig{sig}")
     time.sleep(2.0)
     os.kill(pid, sig)
@@ -60,13 +71,14 @@ def test_ffmpeg_killed_by_signal_is_restarted_within_budget(
     st = check_state(home, f"sig{sig}")
     assert st["sessions"][0]["exit_code"] == -sig and st["stop_reason"] == "duration_reached"
     recorded = sum(no_leftovers.durations(f"sig{sig}-streamkey"))
-    assert 6.0 - 1.0 <= recorded <= 6.5
+    assert 4.0 - 1.0 <= recorded <= 4.5
 
 
+@e2e
 @needs_media
 def test_ingest_killed_and_restarted_mid_stream(home: Path, media: Path, no_leftovers: Rtmp) -> None:
     sup = cli_bg(
-        *start_args("ingest", media, no_leftovers, "8s", "--restart-delay", "0.5", "--retries", "10")
+        *start_args("ingest", media, no_leftovers, "6s", "--restart-delay", "0.5", "--retries", "10")
     )
     live_ffmpeg_pid(home, "ingest")
     time.sleep(2.0)
@@ -76,11 +88,12 @@ def test_ingest_killed_and_restarted_mid_stream(home: Path, media: Path, no_left
     assert sup.wait(60) == 0
     st = check_state(home, "ingest")
     assert st["stop_reason"] == "duration_reached" and st["restarts"] >= 1
-    assert st["runtime_seconds"] == pytest.approx(8.0, abs=0.2)
+    assert st["runtime_seconds"] == pytest.approx(6.0, abs=0.2)
     # Only the recordings of the restarted nginx can be read back; the first was cut by SIGKILL.
-    assert sum(no_leftovers.durations("ingest-streamkey")) <= 8.5
+    assert sum(no_leftovers.durations("ingest-streamkey")) <= 6.5
 
 
+@e2e
 @needs_media
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
 def test_supervisor_interrupt_and_hangup_stop_gracefully(
@@ -97,53 +110,55 @@ def test_supervisor_interrupt_and_hangup_stop_gracefully(
     assert st["runtime_seconds"] == pytest.approx(sum(no_leftovers.durations(f"int{sig}-streamkey")), abs=0.6)
 
 
+@e2e
 def test_ffmpeg_that_ignores_sigterm_is_killed_after_grace(home: Path, tmp_path: Path) -> None:
     ff = fake_ffmpeg(tmp_path, "stubborn", "trap '' TERM INT\nwhile true; do sleep 0.1; done\n")
-    sup = cli_bg("start", "stub", "-q", "--input-format", "lavfi", "--input", "testsrc", "--url",
-                 str(tmp_path / "o.flv"), "--duration", "60s", "--ffmpeg", str(ff), "--grace", "1")  # fmt: skip
+    sup = cli_bg(*lavfi_start("stub", tmp_path / "o.flv", "60s", "--grace", "1", ffmpeg=ff))
     wait_for(lambda: read_state(home, "stub")["session"]["ffmpeg_pid"])
     pid = read_state(home, "stub")["session"]["ffmpeg_pid"]
     t0 = time.monotonic()
-    assert cli("stop", "stub").returncode == 0
+    assert run_cli("stop", "stub").returncode == 0
     took = time.monotonic() - t0
     assert sup.wait(5) == 0 and gone(pid)
     assert 1.0 + 1.0 <= took < 1.0 + 1.0 + 2.0  # q (1 s), SIGTERM ignored for the 1 s grace, SIGKILL
     assert check_state(home, "stub")["stop_reason"] == "stopped"
 
 
+@e2e
 def test_ffmpeg_children_go_with_their_group(home: Path, tmp_path: Path) -> None:
     marker = tmp_path / "child.pid"
     ff = fake_ffmpeg(tmp_path, "parent", f"sleep 300 &\necho $! > {marker}\nwhile true; do sleep 0.1; done\n")
-    sup = cli_bg("start", "kids", "-q", "--input-format", "lavfi", "--input", "testsrc", "--url",
-                 str(tmp_path / "o.flv"), "--duration", "60s", "--ffmpeg", str(ff), "--grace", "1")  # fmt: skip
+    # a short grace: the group is signalled as soon as `q` is not obeyed (this fake never reads it)
+    sup = cli_bg(*lavfi_start("kids", tmp_path / "o.flv", "60s", "--grace", "0.2", ffmpeg=ff))
     child = int(wait_for(lambda: marker.exists() and marker.read_text().strip()))
     assert psutil.pid_exists(child)
-    assert cli("stop", "kids").returncode == 0
+    assert run_cli("stop", "kids").returncode == 0
     assert sup.wait(5) == 0
     wait_for(lambda: gone(child), timeout=3)
 
 
+@e2e
 def test_crash_loop_exhausts_retries_and_stop_works_during_backoff(home: Path, tmp_path: Path) -> None:
     ff = fake_ffmpeg(tmp_path, "crashy", "exit 1\n")
-    common = ["--input-format", "lavfi", "--input", "testsrc", "--url", str(tmp_path / "o.flv"),
-              "--duration", "60s", "--ffmpeg", str(ff)]  # fmt: skip
-    r = cli("start", "loop", "-q", *common, "--retries", "3", "--restart-delay", "0.05")
+    out = tmp_path / "o.flv"
+    r = cli(*lavfi_start("loop", out, "60s", "--retries", "3", "--restart-delay", "0.05", ffmpeg=ff))
     assert r.returncode == 1
     st = check_state(home, "loop")
     assert (st["status"], st["stop_reason"], st["session_count"]) == ("failed", "retries_exhausted", 4)
     # A long back-off is interrupted by `stop` at once.
-    sup = cli_bg("start", "wait", "-q", *common, "--retries", "3", "--restart-delay", "30")
+    sup = cli_bg(*lavfi_start("wait", out, "60s", "--retries", "3", "--restart-delay", "30", ffmpeg=ff))
     wait_for(lambda: read_state(home, "wait")["status"] == "backoff")
     t0 = time.monotonic()
-    assert cli("stop", "wait").returncode == 0
+    assert run_cli("stop", "wait").returncode == 0
     assert sup.wait(5) == 0 and time.monotonic() - t0 < 3
     assert check_state(home, "wait")["stop_reason"] == "stopped"
 
 
+@e2e
 def test_two_starts_racing_exactly_one_wins(home: Path, tmp_path: Path) -> None:
     ff = fake_ffmpeg(tmp_path, "idle", "while true; do sleep 0.1; done\n")
-    args = ["start", "race", "-q", "--input-format", "lavfi", "--input", "testsrc", "--url",
-            str(tmp_path / "o.flv"), "--duration", "60s", "--ffmpeg", str(ff), "--grace", "1"]  # fmt: skip
+    # a short grace: each round's stop signals the fake (which never reads `q`) after 0.2 s, not 1 s
+    args = lavfi_start("race", tmp_path / "o.flv", "60s", "--grace", "0.2", ffmpeg=ff)
     for _ in range(8):
         a, b = cli_bg(*args), cli_bg(*args)
         loser = wait_for(lambda a=a, b=b: next((p for p in (a, b) if p.poll() is not None), None), timeout=10)
@@ -151,56 +166,71 @@ def test_two_starts_racing_exactly_one_wins(home: Path, tmp_path: Path) -> None:
         assert loser.returncode == 4 and "already running" in loser.stderr.read()  # type: ignore[union-attr]
         wait_for(lambda: read_state(home, "race")["status"] == "starting")
         assert len(running(ff)) == 1
-        assert cli("stop", "race").returncode == 0
+        assert run_cli("stop", "race").returncode == 0
         assert winner.wait(5) == 0
 
 
+@e2e
 def test_killed_mid_write_never_leaves_a_broken_state(home: Path, tmp_path: Path) -> None:
     """SIGKILL the supervisor at random moments while it writes state: the file is always whole."""
     ff = fake_ffmpeg(tmp_path, "idle2", "while true; do sleep 0.05; done\n")
-    args = ["start", "mid", "-q", "--input-format", "lavfi", "--input", "testsrc", "--url",
-            str(tmp_path / "o.flv"), "--duration", "60s", "--ffmpeg", str(ff)]  # fmt: skip
+    args = lavfi_start("mid", tmp_path / "o.flv", "60s", ffmpeg=ff)
     rng = random.Random(7)
-    for _ in range(12):
+    path = home / "state" / "mid.json"
+
+    def version() -> tuple[int, int] | None:
+        return (path.stat().st_ino, path.stat().st_mtime_ns) if path.exists() else None
+
+    for i in range(12):
+        before = version()
         p = cli_bg(*args)
-        time.sleep(rng.uniform(0.15, 0.6))
+        if i % 2:  # at a moment after the start, on its first write or before (~0.4 s in, on an idle machine)
+            time.sleep(rng.uniform(0.15, 0.6))
+        else:  # within 0.2 s after a write of this supervisor, whatever the machine's speed: the writes after it
+            wait_for(lambda before=before: version() != before, timeout=20, every=0.005)
+            time.sleep(rng.uniform(0.0, 0.2))
         p.kill()
         p.wait()
-        path = home / "state" / "mid.json"
         if path.exists():
             json.loads(path.read_text())  # whole, never torn
-    r = cli("sweep")
+    r = run_cli("sweep")
     assert r.returncode == 0
     st = read_state(home, "mid")
     assert st["status"] in ("offline", "failed") and st["session"] is None
     wait_for(lambda: not running(ff), timeout=5)
 
 
+@e2e
 def test_sweeps_racing_checkpoints_and_resets_racing_starts(home: Path, tmp_path: Path) -> None:
     ff = fake_ffmpeg(
         tmp_path,
         "progress",
         'us=0\nwhile true; do echo "out_time_us=$us"; echo "progress=continue"; sleep 0.1; us=$((us+100000)); done\n',
     )
-    args = ["start", "busy", "-q", "--input-format", "lavfi", "--input", "testsrc", "--url",
-            str(tmp_path / "o.flv"), "--duration", "60s", "--ffmpeg", str(ff)]  # fmt: skip
+    # a short grace: each stop signals the fake (which never reads `q`) after 0.2 s, not 1 s
+    args = lavfi_start("busy", tmp_path / "o.flv", "60s", "--grace", "0.2", ffmpeg=ff)
     sup = cli_bg(*args)
     wait_for(lambda: read_state(home, "busy")["status"] == "live")
-    # a healthy supervised stream: sweeps find nothing to do, however often they race the checkpoints
-    for _ in range(10):
-        assert cli("sweep").stdout == ""
-        assert cli("reset-runtime", "busy").returncode == 4  # live: refused
-    assert cli("stop", "busy").returncode == 0
+    # a healthy supervised stream: sweeps find nothing to do, however often they race the checkpoints:
+    # sweep on until the supervisor has written a checkpoint meanwhile (one every 5 s)
+    first = read_state(home, "busy")["session"]["checkpoint_at"]
+    deadline, sweeps = time.monotonic() + 30, 0
+    while sweeps < 10 or read_state(home, "busy")["session"]["checkpoint_at"] == first:
+        assert time.monotonic() < deadline, "no checkpoint written in 30 s"
+        assert run_cli("sweep").stdout == ""
+        assert run_cli("reset-runtime", "busy").returncode == 4  # live: refused
+        sweeps += 1
+    assert run_cli("stop", "busy").returncode == 0
     assert sup.wait(5) == 0
     st = check_state(home, "busy")
     assert st["stop_reason"] == "stopped" and st["runtime_seconds"] > 0
     # reset racing a start: either the reset wins (runtime 0 before the start) or it is refused
     for _ in range(5):
         p = cli_bg(*args)
-        r = cli("reset-runtime", "busy")
+        r = cli("reset-runtime", "busy")  # a process of its own: it races the start's own start-up
         assert r.returncode in (0, 4), r.stderr
         wait_for(lambda: read_state(home, "busy")["status"] in ("starting", "live"))
-        assert cli("stop", "busy").returncode == 0
+        assert run_cli("stop", "busy").returncode == 0
         assert p.wait(5) == 0
         check_state(home, "busy")
 
@@ -227,24 +257,12 @@ def test_unusable_state_folder_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
     env = {**os.environ, "STREAMCTL_HOME": str(blocker / "home")}
-    start = [
-        "start",
-        "s",
-        "--input-format",
-        "lavfi",
-        "--input",
-        "testsrc",
-        "--url",
-        "/tmp/x.flv",
-        "--duration",
-        "5s",
-    ]
+    start = cli(*lavfi_start("s", "/tmp/x.flv", "5s", quiet=False), env=env)
     # start and status need the folder (exit 6, one line); sweep with nothing to sweep is not an error
-    for args, code in ((start, 6), (["status"], 6), (["sweep"], 0)):
-        r = cli(*args, env=env)
-        assert r.returncode == code, (args, r.stderr)
+    for r, code in ((start, 6), (run_cli("status", env=env), 6), (run_cli("sweep", env=env), 0)):
+        assert r.returncode == code, (r, code)
         assert "Traceback" not in r.stderr and r.stderr.count("\n") == (1 if code else 0)
-    assert "Not a directory" in cli(*start, env=env).stderr  # names the path and the cause
+    assert "Not a directory" in start.stderr  # names the path and the cause
 
 
 def test_disk_full_while_writing_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -266,6 +284,7 @@ def test_disk_full_while_writing_keeps_the_old_file(tmp_path: Path, monkeypatch:
     assert [p.name for p in tmp_path.iterdir()] == ["s.json"]  # no temp file left behind
 
 
+@e2e
 def test_stale_lock_files_do_not_block(home: Path, tmp_path: Path) -> None:
     """A lock file left by a dead process holds no lock: flock dies with its holder."""
     code = (
@@ -277,17 +296,17 @@ def test_stale_lock_files_do_not_block(home: Path, tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", code, str(lock)], check=True)
     assert lock.exists()
     ff = fake_ffmpeg(tmp_path, "quick", "exit 0\n")
-    r = cli("start", "stale", "-q", "--input-format", "lavfi", "--input", "testsrc", "--url",
-            str(tmp_path / "o.flv"), "--duration", "5s", "--ffmpeg", str(ff))  # fmt: skip
+    r = cli(*lavfi_start("stale", tmp_path / "o.flv", "5s", ffmpeg=ff))
     assert r.returncode == 0, r.stderr  # ran (its fake ffmpeg "ended the input" at once)
     assert read_state(home, "stale")["stop_reason"] == "input_ended"
 
 
+@e2e
 def test_no_zombie_or_thread_leak_across_many_sessions(home: Path, tmp_path: Path) -> None:
     ff = fake_ffmpeg(tmp_path, "flaky", "sleep 0.05; exit 1\n")
-    sup = cli_bg("start", "many", "-q", "--input-format", "lavfi", "--input", "testsrc", "--url",
-                 str(tmp_path / "o.flv"), "--duration", "60s", "--ffmpeg", str(ff), "--retries", "40",
-                 "--restart-delay", "0")  # fmt: skip
+    sup = cli_bg(
+        *lavfi_start("many", tmp_path / "o.flv", "60s", "--retries", "40", "--restart-delay", "0", ffmpeg=ff)
+    )
     me = psutil.Process(sup.pid)
     threads, zombies = [], []
     while sup.poll() is None:
@@ -357,6 +376,7 @@ class Throttle:
         self.server.close()
 
 
+@e2e
 @needs_media
 def test_slow_ingest_never_delivers_more_than_the_budget(home: Path, media: Path, no_leftovers: Rtmp) -> None:
     rate = probe_bitrate(media) // 8 // 2  # half what the stream needs

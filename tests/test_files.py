@@ -60,13 +60,11 @@ def test_bad_names(name: str) -> None:
         validate_name(name)
 
 
-def test_add_list_remove_config(paths: Paths, tmp_path: Path) -> None:
-    media = tmp_path / "in.mp4"
-    media.write_bytes(b"x")
+def test_add_list_remove_config(paths: Paths, tmp_path: Path, input_file: Path) -> None:
     add_stream(
         paths,
         "yt",
-        {"input": str(media), "url": "rtmp://a.example/live2", "key": "SECRETKEY", "budget": "5h"},
+        {"input": str(input_file), "url": "rtmp://a.example/live2", "key": "SECRETKEY", "budget": "5h"},
     )
     assert paths.config_file.stat().st_mode & 0o777 == 0o600
     spec = load_config(paths).spec("yt")
@@ -77,10 +75,10 @@ def test_add_list_remove_config(paths: Paths, tmp_path: Path) -> None:
         "rtmp://a.example/live2/SECRETKEY",
     )
     with pytest.raises(UsageError, match="already exists"):
-        add_stream(paths, "yt", {"input": str(media), "url": "rtmp://a.example/live2"})
+        add_stream(paths, "yt", {"input": str(input_file), "url": "rtmp://a.example/live2"})
     before = paths.config_file.read_bytes()
     with pytest.raises(UsageError):
-        add_stream(paths, "bad", {"input": str(media), "url": "http://example.com/x"})
+        add_stream(paths, "bad", {"input": str(input_file), "url": "http://example.com/x"})
     with pytest.raises(UsageError, match="not found"):
         add_stream(paths, "bad", {"input": str(tmp_path / "missing.mp4"), "url": "rtmp://h/live"})
     assert paths.config_file.read_bytes() == before
@@ -102,10 +100,8 @@ def test_config_errors_are_clear(paths: Paths) -> None:
         load_config(paths)
 
 
-def test_t_stands_before_the_output_and_the_key_is_masked(paths: Paths, tmp_path: Path) -> None:
-    media = tmp_path / "in.mp4"
-    media.write_bytes(b"x")
-    spec = resolve_spec(paths, "s", {"input": str(media), "url": "rtmp://h/live2", "key": "K3Y12345"})
+def test_t_stands_before_the_output_and_the_key_is_masked(paths: Paths, input_file: Path) -> None:
+    spec = resolve_spec(paths, "s", {"input": str(input_file), "url": "rtmp://h/live2", "key": "K3Y12345"})
     argv = build_argv("ffmpeg", spec, 12.3456)
     assert argv[-1] == "rtmp://h/live2/K3Y12345"
     assert argv.index("-t") < argv.index("-f") < len(argv) - 1 and argv[argv.index("-t") + 1] == "12.346"

@@ -12,7 +12,7 @@ import pytest
 
 from streamctl.store.paths import Paths
 from streamctl.store.state import StateStore, StreamState
-from tests.conftest import cli
+from tests.conftest import run_cli
 
 CONFIGURED = "live1"  # in the config, with a log
 STATE_ONLY = "backup-feed"  # a state file only (started ad hoc, or removed from the config)
@@ -20,13 +20,13 @@ STATE_ONLY = "backup-feed"  # a state file only (started ad hoc, or removed from
 
 def _setup(home: Path, tmp_path: Path, config: str | None = None) -> dict[str, str]:
     home.mkdir(mode=0o700, parents=True)
-    media = tmp_path / "loop.mp4"
-    media.write_bytes(b"x")
+    input_file = tmp_path / "loop.mp4"
+    input_file.write_bytes(b"x")
     cfg = home / "streamctl.toml"
     cfg.write_text(
         config
         if config is not None
-        else f'[streams.{CONFIGURED}]\ninput = "{media}"\nurl = "rtmp://h/live"\nbudget = "1h"\n'
+        else f'[streams.{CONFIGURED}]\ninput = "{input_file}"\nurl = "rtmp://h/live"\nbudget = "1h"\n'
     )
     cfg.chmod(0o600)
     paths = Paths.in_home(home)
@@ -38,7 +38,7 @@ def _setup(home: Path, tmp_path: Path, config: str | None = None) -> dict[str, s
 
 
 def _error(args: list[str], env: dict[str, str]) -> str:
-    r = cli(*args, env=env)
+    r = run_cli(*args, env=env)
     assert (r.returncode, r.stdout) == (3, ""), (r.returncode, r.stdout, r.stderr)
     return r.stderr
 
@@ -106,4 +106,4 @@ def test_a_broken_config_leaves_the_state_and_log_names(home: Path, tmp_path: Pa
         f"streamctl: error: no log for stream 'liv1' at {log}; did you mean 'live1'?\n"
     )
     # and a log that is there is printed as before
-    assert cli("logs", "live1", env=env).stdout == "a line\n"
+    assert run_cli("logs", "live1", env=env).stdout == "a line\n"

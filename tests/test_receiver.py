@@ -17,7 +17,7 @@ import pytest
 from streamctl.receiver import port_free
 from tests.conftest import Rtmp, needs_media, wait_for
 
-pytestmark = needs_media
+pytestmark = [pytest.mark.e2e, needs_media]
 
 
 def publish(media: Path, url: str, seconds: float = 30) -> subprocess.Popen[bytes]:

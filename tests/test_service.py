@@ -15,7 +15,7 @@ import pytest
 from streamctl.commands.doctor import check_old_config, check_safety_net
 from streamctl.commands.service import cron_line, unit_text
 from streamctl.store.paths import SYSTEM_HOME, Paths
-from tests.conftest import cli
+from tests.conftest import Ran, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -48,8 +48,8 @@ def test_paths_for_root_for_a_user_and_with_streamctl_home() -> None:
 
 
 def _config(home: Path, tmp_path: Path, table: str | None = None) -> Path:
-    media = tmp_path / "loop.mp4"
-    media.write_bytes(b"x")
+    input_file = tmp_path / "loop.mp4"
+    input_file.write_bytes(b"x")
     key = tmp_path / "yt-key"
     key.write_text("SECRETKEY123\n")
     key.chmod(0o600)
@@ -57,7 +57,7 @@ def _config(home: Path, tmp_path: Path, table: str | None = None) -> Path:
     cfg = home / "streamctl.toml"
     cfg.write_text(
         table
-        or f'[streams.morning]\ninput = "{media}"\nurl = "rtmp://a.rtmp.youtube.com/live2"\n'
+        or f'[streams.morning]\ninput = "{input_file}"\nurl = "rtmp://a.rtmp.youtube.com/live2"\n'
         f'key_file = "{key}"\nbudget = "5h"\n'
     )
     cfg.chmod(0o600)
@@ -67,8 +67,14 @@ def _config(home: Path, tmp_path: Path, table: str | None = None) -> Path:
 def install(
     *args: str, via: list[str] | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """The installed script (or VIA) in a child process: what the unit and the cron line name is its path."""
     return subprocess.run([*(via or [str(STREAMCTL)]), "install-service", *args], capture_output=True, text=True,
                           timeout=60, env=env)  # fmt: skip
+
+
+def install_here(*args: str, env: dict[str, str] | None = None) -> Ran:
+    """The same command in this process, as if run by the installed script (run_cli's argv[0])."""
+    return run_cli("install-service", *args, env=env)
 
 
 def test_install_service_writes_the_unit_and_the_cron_sweep_and_is_idempotent(
@@ -126,11 +132,13 @@ def test_install_service_for_a_second_home_is_refused_and_one_home_holds_many_st
     _config(other, tmp_path, _streams(tmp_path, "sb"))
     root = tmp_path / "root"
     unit, cron = root / UNIT, root / CRON
-    first = install("sa", "--root", str(root), "--no-enable")
+    first = install_here("sa", "--root", str(root), "--no-enable")
     assert first.returncode == 0 and first.stdout.startswith(f"wrote {unit}\nwrote {cron}\n"), first.stderr
     before = {f: (f.read_bytes(), f.stat().st_mtime_ns) for f in (unit, cron)}
     # every stream shares the template unit: rewriting it for another home would break 'sa'
-    r = install("sb", "--root", str(root), "--no-enable", env={**os.environ, "STREAMCTL_HOME": str(other)})
+    r = install_here(
+        "sb", "--root", str(root), "--no-enable", env={**os.environ, "STREAMCTL_HOME": str(other)}
+    )
     assert (r.returncode, r.stdout) == (4, "")
     assert r.stderr == (
         f"streamctl: error: {unit} runs the streams of {home}, not {other}, and every stream shares that "
@@ -138,12 +146,14 @@ def test_install_service_for_a_second_home_is_refused_and_one_home_holds_many_st
     )
     assert {f: (f.read_bytes(), f.stat().st_mtime_ns) for f in (unit, cron)} == before
     # another stream of the same home: the same unit and cron line, nothing new written
-    r = install("sb", "--root", str(root), "--no-enable")
+    r = install_here("sb", "--root", str(root), "--no-enable")
     assert r.returncode == 0 and r.stdout.startswith(f"unchanged {unit}\nunchanged {cron}\n"), r.stderr
     assert {f: (f.read_bytes(), f.stat().st_mtime_ns) for f in (unit, cron)} == before
     # the old unit removed: the other home gets the unit, and the cron file a sweep for each home
     unit.unlink()
-    r = install("sb", "--root", str(root), "--no-enable", env={**os.environ, "STREAMCTL_HOME": str(other)})
+    r = install_here(
+        "sb", "--root", str(root), "--no-enable", env={**os.environ, "STREAMCTL_HOME": str(other)}
+    )
     assert r.returncode == 0 and r.stdout.startswith(f"wrote {unit}\nwrote {cron}\n"), r.stderr
     assert f"Environment=STREAMCTL_HOME={other}\n" in unit.read_text()
     sweep = "* * * * * root STREAMCTL_HOME={} " + EXE + " sweep >> /var/log/streamctl-sweep.log 2>&1"
@@ -215,14 +225,14 @@ def test_install_service_refuses_what_the_service_could_not_start(
 ) -> None:
     _config(home, tmp_path, table)
     root = tmp_path / "root"
-    r = install("evening", "--root", str(root))
+    r = install_here("evening", "--root", str(root))
     assert r.returncode == code and r.stderr.count("\n") == 1, r.stderr
     assert all(part in r.stderr for part in message.split(" | ")), r.stderr  # the config's own words follow
     assert r.stdout == "" and not root.exists()  # nothing written
 
 
 def test_install_service_help_has_an_example() -> None:
-    r = cli("install-service", "--help")
+    r = run_cli("install-service", "--help")
     assert r.returncode == 0 and "Example: streamctl install-service morning" in " ".join(r.stdout.split())
 
 
@@ -233,7 +243,7 @@ def test_generated_unit_passes_systemd_analyze_verify(home: Path, tmp_path: Path
         pytest.skip("needs systemd-analyze (the systemd package)")
     _config(home, tmp_path)
     root = tmp_path / "root"
-    assert install("morning", "--root", str(root), "--no-enable").returncode == 0
+    assert install_here("morning", "--root", str(root), "--no-enable").returncode == 0
     r = subprocess.run(["systemd-analyze", "verify", str(root / UNIT)], capture_output=True, text=True)
     assert (r.returncode, r.stderr) == (0, "")
 
@@ -249,7 +259,7 @@ def test_doctor_flags_a_unit_with_another_streamctl_home(home: Path, tmp_path: P
     user_unit.write_text(unit_text(EXE, other, system=False))
     env = {**os.environ, "HOME": str(tmp_path / "user")}
     env.pop("XDG_CONFIG_HOME", None)
-    r = cli("doctor", env=env)
+    r = run_cli("doctor", env=env)
     detail = (
         f"{user_unit} sets STREAMCTL_HOME=/srv/other, but this command uses {home}: it would not find these "
         "streams; run `streamctl install-service NAME` with the streams' STREAMCTL_HOME"

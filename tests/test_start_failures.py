@@ -18,7 +18,7 @@ import pytest
 from streamctl.run.ffmpeg import explain_failure
 from streamctl.store.lifecycle import StopReason
 from streamctl.store.state import StreamState
-from tests.conftest import Rtmp, cli, cli_bg, free_port, needs_media, read_state, wait_for
+from tests.conftest import Rtmp, cli, cli_bg, free_port, needs_media, read_state, run_cli, wait_for
 from tests.test_supervisor_unit import make
 
 KEY = "k123456789"
@@ -197,7 +197,7 @@ def assert_recorded(home: Path, name: str, r: subprocess.CompletedProcess[str], 
     assert (r.returncode, r.stderr, r.stdout) == (1, f"streamctl: error: {name}: {cause}\n", "")
     st = read_state(home, name)
     assert (st["status"], st["stop_reason"], st["last_error"]) == ("failed", "retries_exhausted", cause)
-    status = cli("status", name, "--json")
+    status = run_cli("status", name, "--json")
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)[0]["last_error"] == cause
     log = (home / "state" / "logs" / f"{name}.log").read_text()
@@ -206,6 +206,7 @@ def assert_recorded(home: Path, name: str, r: subprocess.CompletedProcess[str], 
         assert KEY not in text
 
 
+@pytest.mark.e2e
 @needs_media
 def test_closed_port(home: Path, media: Path) -> None:
     port = free_port()
@@ -216,12 +217,14 @@ def test_closed_port(home: Path, media: Path) -> None:
     assert read_state(home, "s")["session_count"] == 2  # --retries 1: tried twice
 
 
+@pytest.mark.e2e
 @needs_media
 def test_host_that_does_not_resolve(home: Path, media: Path) -> None:
     r = failing_start("s", media, "rtmp://nosuch.invalid/live")
     assert_recorded(home, "s", r, "no such host nosuch.invalid: check the URL's host name")
 
 
+@pytest.mark.e2e
 @needs_media
 def test_wrong_application_on_nginx_rtmp(home: Path, media: Path, no_leftovers: Rtmp) -> None:
     r = failing_start("s", media, f"rtmp://127.0.0.1:{no_leftovers.port}/wrongapp")
@@ -229,6 +232,7 @@ def test_wrong_application_on_nginx_rtmp(home: Path, media: Path, no_leftovers: 
     assert no_leftovers.recordings() == []
 
 
+@pytest.mark.e2e
 @needs_media
 def test_a_second_encoder_on_the_same_key(home: Path, media: Path, no_leftovers: Rtmp) -> None:
     first = cli_bg("start", "first", "-q", "--input", str(media), "--url", no_leftovers.url, "--key", KEY,
@@ -237,7 +241,7 @@ def test_a_second_encoder_on_the_same_key(home: Path, media: Path, no_leftovers:
         wait_for(lambda: read_state(home, "first")["status"] == "live")
         r = failing_start("second", media, no_leftovers.url)
     finally:
-        assert cli("stop", "first").returncode == 0
+        assert run_cli("stop", "first").returncode == 0
         first.communicate(timeout=30)
     assert_recorded(
         home, "second", r, "the ingest says the stream is already publishing (another encoder uses this key)"
@@ -245,6 +249,7 @@ def test_a_second_encoder_on_the_same_key(home: Path, media: Path, no_leftovers:
     assert first.returncode == 0 and read_state(home, "first")["last_error"] is None
 
 
+@pytest.mark.e2e
 @needs_media
 def test_a_silent_ingest_times_out(home: Path, media: Path) -> None:
     """A listener that takes the TCP connection and never says a word: replaced after --stall-timeout."""
@@ -259,6 +264,7 @@ def test_a_silent_ingest_times_out(home: Path, media: Path) -> None:
     assert read_state(home, "s")["last_error"] == cause
 
 
+@pytest.mark.e2e
 @needs_media
 def test_going_live_clears_last_error(home: Path, media: Path, no_leftovers: Rtmp) -> None:
     failing_start("s", media, f"rtmp://127.0.0.1:{no_leftovers.port}/wrongapp")
@@ -272,6 +278,7 @@ def test_going_live_clears_last_error(home: Path, media: Path, no_leftovers: Rtm
 
 
 # ---- logs to a file: one line a record ----------------------------------------------------------------
+@pytest.mark.e2e
 @needs_media
 def test_log_to_a_redirected_stderr_is_not_wrapped(
     home: Path, media: Path, no_leftovers: Rtmp, tmp_path: Path

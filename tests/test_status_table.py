@@ -17,7 +17,7 @@ import pytest
 
 from streamctl.output.table import COLUMNS, compact_duration, render_status, watch_title
 from streamctl.store.state import iso
-from tests.conftest import cli
+from tests.conftest import run_cli
 
 NOW = datetime(2026, 5, 9, 14, 3, 27).timestamp()  # local time: END shows today's times as HH:MM
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -240,8 +240,7 @@ def test_real_status_in_80_columns(
     with store.update("evening-news", now) as st:
         st.status, st.stop_reason = "failed", "retries_exhausted"
         st.budget_seconds, st.runtime_seconds = 7200.0, 1800.0
-        if hasattr(st, "last_error"):  # the field another change adds to the state
-            st.last_error = ERROR
+        st.last_error = ERROR
     with store.update("backup", now) as st:
         st.stop_reason, st.budget_seconds = "duration_reached", 3600.0
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
@@ -252,7 +251,7 @@ def test_real_status_in_80_columns(
     lock = HeldLock(paths.run_lock("morning"), "morning")  # as its supervisor would: the stream is live
     try:
         raw = run_in_terminal(["status"], tty_columns, env)
-        piped = cli("status", env=env)
+        piped = run_cli("status", env=env)
     finally:
         lock.release()
     assert ("\x1b[" in raw) is not no_color
@@ -262,11 +261,13 @@ def test_real_status_in_80_columns(
     live = cells(next(line for line in lines if line.startswith("morning ")))
     assert live[:2] == ["morning", "live"] and ("12m04s" in live or "12m05s" in live)
     assert any(line.startswith("evening-news: failed (retries_exhausted)") for line in lines)
+    assert " ".join(ERROR.split()) in " ".join(line.strip() for line in lines)  # its last error, every word
     # piped, nothing is fitted even with COLUMNS set: every column, for scripts and grep
     assert piped.returncode == 0, piped.stderr
     assert cells(piped.stdout.splitlines()[0]) == ALL
 
 
+@pytest.mark.e2e  # redraws once a second, for real
 def test_real_watch_says_when_it_redrew_and_fits(home: Path) -> None:
     from streamctl.store.paths import Paths
     from streamctl.store.state import StateStore

@@ -15,14 +15,22 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import Rtmp, cli, cli_bg, ffmpegs, needs_media, read_state, wait_for
-from tests.test_e2e import live_ffmpeg_pid, start_args
+from tests.conftest import (
+    Rtmp,
+    cli,
+    cli_bg,
+    ffmpegs,
+    gone,
+    live_ffmpeg_pid,
+    needs_media,
+    read_state,
+    run_cli,
+    start_args,
+    wait_for,
+)
 
 
-def gone(pid: int) -> bool:
-    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-
-
+@pytest.mark.e2e
 @needs_media
 def test_sweep_stops_a_frozen_orphan_once_its_budget_is_spent(
     home: Path, media: Path, no_leftovers: Rtmp
@@ -33,11 +41,11 @@ def test_sweep_stops_a_frozen_orphan_once_its_budget_is_spent(
     os.kill(pid, signal.SIGSTOP)  # hung, and then orphaned: neither -t nor a supervisor will end it
     sup.kill()
     sup.wait()
-    r = cli("sweep")
+    r = run_cli("sweep")
     assert r.returncode == 0 and r.stdout.startswith("frozen: adopted_orphan"), r.stdout
-    assert cli("sweep").stdout == ""  # quiet when there is nothing new to do
+    assert run_cli("sweep").stdout == ""  # quiet when there is nothing new to do
     time.sleep(max(0.0, started + 6.5 - time.time()))
-    r = cli("sweep", "--json")
+    r = run_cli("sweep", "--json")
     assert r.returncode == 0
     assert [(a["name"], a["action"]) for a in json.loads(r.stdout)] == [("frozen", "stopped_orphan")]
     assert gone(pid)
@@ -46,6 +54,7 @@ def test_sweep_stops_a_frozen_orphan_once_its_budget_is_spent(
     assert st["runtime_seconds"] == pytest.approx(6.0, abs=0.6)  # the orphan's age, at most its -t
 
 
+@pytest.mark.e2e
 @needs_media
 def test_sweep_corrects_a_stale_live_status(home: Path, media: Path, no_leftovers: Rtmp) -> None:
     sup = cli_bg(*start_args("stale", media, no_leftovers, "4s"))
@@ -55,21 +64,23 @@ def test_sweep_corrects_a_stale_live_status(home: Path, media: Path, no_leftover
     wait_for(lambda: gone(pid), timeout=10)  # its parent-death signal (or else its -t) ends it
     checkpoint = read_state(home, "stale")["session"]["runtime_seconds"]
     assert read_state(home, "stale")["status"] == "live"  # stale on disk...
-    assert json.loads(cli("status", "stale", "--json").stdout)[0]["status"] == "offline"  # ...never shown
-    r = cli("sweep")
+    assert json.loads(run_cli("status", "stale", "--json").stdout)[0]["status"] == "offline"  # ...never shown
+    r = run_cli("sweep")
     assert r.stdout.startswith("stale: marked_lost")
     st = read_state(home, "stale")
     assert (st["status"], st["stop_reason"]) == ("offline", "supervisor_lost")
     # the checkpoint, plus what it may have streamed until it died (at most one interval): never under-counted
     counted = st["runtime_seconds"]
     assert checkpoint <= counted <= checkpoint + 6.0 + 0.01
-    assert cli("sweep").stdout == ""
+    assert run_cli("sweep").stdout == ""
     assert read_state(home, "stale")["runtime_seconds"] == counted  # counted once
 
 
+@pytest.mark.e2e
 @needs_media
 def test_timer_stops_a_frozen_ffmpeg_at_the_deadline(home: Path, media: Path, no_leftovers: Rtmp) -> None:
-    sup = cli_bg(*start_args("late", media, no_leftovers, "5s", "--grace", "5"))
+    # the restart that streams the rest comes 0.5 s after the timer, not the default 3 s
+    sup = cli_bg(*start_args("late", media, no_leftovers, "5s", "--grace", "5", "--restart-delay", "0.5"))
     pid = live_ffmpeg_pid(home, "late")
     session = read_state(home, "late")["session"]
     time.sleep(max(0.0, session["started_at"] + 3.0 - time.time()))
@@ -101,6 +112,7 @@ def hd_media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.e2e
 @needs_media
 def test_hung_ingest_is_detected_and_ffmpeg_replaced(home: Path, hd_media: Path, no_leftovers: Rtmp) -> None:
     # Default stall timeout (15 s): the send-queue signal must find the hang well before it would.
@@ -138,10 +150,11 @@ def test_hung_ingest_is_detected_and_ffmpeg_replaced(home: Path, hd_media: Path,
         timeout=40,
     )
     assert gone(first) and len(ffmpegs("hung-streamkey")) == 1 and second
-    assert cli("stop", "hung").returncode == 0
+    assert run_cli("stop", "hung").returncode == 0
     assert sup.wait(10) == 0
 
 
+@pytest.mark.e2e
 @needs_media
 def test_deadline_wins_over_a_longer_budget(home: Path, media: Path, no_leftovers: Rtmp) -> None:
     from datetime import datetime
@@ -176,7 +189,7 @@ def test_sweep_never_touches_a_reused_pid(home: Path) -> None:
                                          ffmpeg_create_time=created, ffmpeg_cmd=ours,
                                          cmd_digest=cmd_digest(ours[1:], "salt"), cmd_salt="salt",
                                          checkpoint_at=time.time() - 95)  # fmt: skip
-        r = cli("sweep", "--json")
+        r = run_cli("sweep", "--json")
         assert sorted(a["action"] for a in json.loads(r.stdout)) == ["marked_lost", "marked_lost"]
         assert stranger.poll() is None  # alive: neither pid+start time nor pid+command line matched
     finally:
@@ -210,6 +223,7 @@ def test_two_sweeps_at_once_count_everything_once(home: Path) -> None:
         )  # 10 committed + 5 checkpointed (+ time since), once
 
 
+@pytest.mark.e2e
 @needs_media
 def test_frozen_ffmpeg_is_replaced_after_the_stall_timeout(
     home: Path, media: Path, no_leftovers: Rtmp
@@ -239,5 +253,5 @@ def test_frozen_ffmpeg_is_replaced_after_the_stall_timeout(
 
     wait_for(replaced, timeout=30)  # a first retry may meet nginx's "Already publishing" for a moment
     assert gone(first) and max(counts) <= 1 and len(ffmpegs("frz-streamkey")) == 1
-    assert cli("stop", "frz").returncode == 0
+    assert run_cli("stop", "frz").returncode == 0
     assert sup.wait(10) == 0

@@ -15,11 +15,22 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import Rtmp, cli, ffmpegs, needs_media, read_state, wait_for
+from tests.conftest import (
+    Rtmp,
+    cli,
+    fake_ffmpeg,
+    ffmpegs,
+    lavfi_start,
+    needs_media,
+    read_state,
+    run_cli,
+    wait_for,
+)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
+@pytest.mark.e2e
 @needs_media
 def test_demo_shows_the_budget_held_and_leaves_nothing_running() -> None:
     r = cli("demo", "--seconds", "8", timeout=60)
@@ -34,41 +45,50 @@ def test_demo_shows_the_budget_held_and_leaves_nothing_running() -> None:
 
 
 def test_doctor_reports_and_fails_on_a_missing_ffmpeg(home: Path, tmp_path: Path) -> None:
-    r = cli("doctor", "--json")
+    r = run_cli("doctor", "--json")
     checks = {c["name"]: c for c in json.loads(r.stdout)}
     assert {"ffmpeg", "rtmp output", "flv muxer", "config", "state folder", "cron sweep"} <= set(checks)
     assert r.returncode == (0 if checks["ffmpeg"]["ok"] else 7)
-    r = cli("doctor", "--ffmpeg", str(tmp_path / "nope"))
+    r = run_cli("doctor", "--ffmpeg", str(tmp_path / "nope"))
     assert r.returncode == 7 and "FAIL  ffmpeg" in r.stdout
 
 
-def test_ffmpeg_discovery_order_and_one_clear_error(home: Path, tmp_path: Path) -> None:
-    fake = tmp_path / "myffmpeg"
-    fake.write_text("#!/bin/sh\nexit 0\n")
-    fake.chmod(0o755)
+def test_ffmpeg_discovery_order_and_one_clear_error(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import types
+
+    fake = fake_ffmpeg(tmp_path, "myffmpeg", "exit 0\n")
     env = {**os.environ, "STREAMCTL_FFMPEG": str(fake)}
-    r = cli("doctor", "--json", env=env)
+    r = run_cli("doctor", "--json", env=env)
     assert f"{fake} (from STREAMCTL_FFMPEG)" in json.loads(r.stdout)[0]["detail"]
-    # nothing anywhere: PATH without ffmpeg, no env, no config, no bundled binary
+    # none on PATH, no env, no config: the binary of the optional extra is next (a stand-in for it here)...
     bare = tmp_path / "bin"
     bare.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "STREAMCTL_FFMPEG"} | {"PATH": str(bare)}
-    r = subprocess.run([sys.executable, "-m", "streamctl", "start", "s", "--input-format", "lavfi", "--input",
-                        "testsrc", "--url", "/tmp/x.flv", "--duration", "5s"], capture_output=True, text=True,
-                       env=env)  # fmt: skip
-    if r.returncode == 7:
-        for where in (
-            "--ffmpeg",
-            "STREAMCTL_FFMPEG",
-            "config",
-            "apt-get install ffmpeg",
-            "[ffmpeg]",  # the extra, installed from the checkout (tests/test_service.py: no package index)
-        ):
-            assert where in r.stderr
-    else:  # the optional bundled ffmpeg is installed: then it is used
-        pytest.importorskip("imageio_ffmpeg")
+    bundled = types.ModuleType("imageio_ffmpeg")
+    bundled.get_ffmpeg_exe = lambda: str(fake)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", bundled)
+    r = run_cli("doctor", "--json", env=env)
+    assert f"{fake} (from imageio-ffmpeg)" in json.loads(r.stdout)[0]["detail"]
+    # ...and with none either (hidden, whether or not this machine has it): one error naming every way
+    hidden = tmp_path / "hidden" / "imageio_ffmpeg"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text('raise ImportError("hidden by the test")\n')
+    env["PYTHONPATH"] = os.pathsep.join([str(hidden.parent), *filter(None, [os.environ.get("PYTHONPATH")])])
+    r = cli(*lavfi_start("s", "/tmp/x.flv", "5s", quiet=False), env=env)
+    assert r.returncode == 7 and r.stderr.count("\n") == 1, r.stderr
+    for where in (
+        "--ffmpeg",
+        "STREAMCTL_FFMPEG",
+        "config",
+        "apt-get install ffmpeg",
+        "[ffmpeg]",  # the extra, installed from the checkout (tests/test_service.py: no package index)
+    ):
+        assert where in r.stderr
 
 
+@pytest.mark.e2e
 @needs_media
 def test_detach_returns_at_once_and_streams_in_the_background(
     home: Path, media: Path, no_leftovers: Rtmp
@@ -98,6 +118,7 @@ def test_detach_returns_at_once_and_streams_in_the_background(
     assert sum(no_leftovers.durations("bg-streamkey")) == pytest.approx(4.0, abs=0.4)
 
 
+@pytest.mark.e2e
 @needs_media
 def test_playlist_folder_is_streamed_in_a_loop(home: Path, tmp_path: Path) -> None:
     clips = tmp_path / "clips"
@@ -107,13 +128,15 @@ def test_playlist_folder_is_streamed_in_a_loop(home: Path, tmp_path: Path) -> No
                         "-i", f"sine=frequency={freq}", "-t", "2", "-c:v", "libx264", "-preset", "ultrafast",
                         "-pix_fmt", "yuv420p", "-c:a", "aac", "-ar", "44100", str(clips / f"{i}.mp4")], check=True)  # fmt: skip
     out = tmp_path / "out.flv"
-    r = cli("start", "pl", "-q", "--input", str(clips), "--url", str(out), "--duration", "7s")
+    r = cli("start", "pl", "-q", "--input", str(clips), "--url", str(out), "--duration", "5s")
     assert r.returncode == 0, r.stderr
     from streamctl.receiver import probe_duration
 
-    assert probe_duration(out) == pytest.approx(7.0, abs=0.3)  # 2 s + 2 s, looped, cut at the budget
+    # 2 s + 2 s + 1 s of the first clip again: looped, cut at the budget
+    assert probe_duration(out) == pytest.approx(5.0, abs=0.3)
 
 
+@pytest.mark.e2e
 @needs_media
 def test_several_destinations_one_failing(home: Path, media: Path, no_leftovers: Rtmp) -> None:
     from streamctl.receiver import free_port
@@ -130,6 +153,7 @@ def test_several_destinations_one_failing(home: Path, media: Path, no_leftovers:
     assert not ffmpegs("one-streamkey")
 
 
+@pytest.mark.e2e  # real ffmpeg makes the clip
 def test_copy_mode_refuses_codecs_an_rtmp_ingest_will_not_take(home: Path, tmp_path: Path) -> None:
     if not shutil.which("ffprobe"):
         pytest.skip("needs ffprobe")
@@ -141,15 +165,13 @@ def test_copy_mode_refuses_codecs_an_rtmp_ingest_will_not_take(home: Path, tmp_p
     assert not (home / "state" / "old.json").exists()
 
 
-def test_prometheus_textfile_format(home: Path, tmp_path: Path) -> None:
-    media = tmp_path / "in.mp4"
-    media.write_bytes(b"x")
+def test_prometheus_textfile_format(home: Path, input_file: Path) -> None:
     assert (
-        cli(
+        run_cli(
             "add",
             "prom",
             "-i",
-            str(media),
+            str(input_file),
             "--url",
             "rtmp://h/live",
             "--key",
@@ -159,7 +181,7 @@ def test_prometheus_textfile_format(home: Path, tmp_path: Path) -> None:
         ).returncode
         == 0
     )
-    r = cli("status", "--format", "prometheus")
+    r = run_cli("status", "--format", "prometheus")
     assert r.returncode == 0 and "PROMETHEUSKEY" not in r.stdout
     samples = {
         ln.split("{")[0]: ln.rsplit(" ", 1)[1] for ln in r.stdout.splitlines() if not ln.startswith("#")
@@ -167,12 +189,13 @@ def test_prometheus_textfile_format(home: Path, tmp_path: Path) -> None:
     assert samples["streamctl_budget_seconds"] == "7200" and samples["streamctl_up"] == "0"
     assert samples["streamctl_remaining_seconds"] == "7200"
     assert 'stream="prom",status="offline"' in r.stdout
-    assert cli("status", "--format", "xml").returncode == 2
+    assert run_cli("status", "--format", "xml").returncode == 2
 
 
-def test_key_env(home: Path, tmp_path: Path) -> None:
-    r = cli("start", "k", "--input-format", "lavfi", "--input", "testsrc", "--url", "rtmp://127.0.0.1:1/live",
-            "--key-env", "NO_SUCH_VARIABLE_HERE", "--duration", "5s")  # fmt: skip
+def test_key_env(home: Path) -> None:
+    r = cli(
+        *lavfi_start("k", "rtmp://127.0.0.1:1/live", "5s", "--key-env", "NO_SUCH_VARIABLE_HERE", quiet=False)
+    )
     assert r.returncode == 2 and "NO_SUCH_VARIABLE_HERE is not set" in r.stderr
 
 
