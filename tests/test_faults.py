@@ -237,7 +237,7 @@ def test_sweeps_racing_checkpoints_and_resets_racing_starts(home: Path, tmp_path
 
 def test_wall_clock_jumps_do_not_change_the_budget(tmp_path: Path) -> None:
     """Live time is counted on the monotonic clock; the wall clock only labels it."""
-    from tests.test_supervisor_unit import make
+    from tests.conftest import make
 
     sup, clock, spawned, _, _ = make(tmp_path, 600, [(100, -11)], restart_delay=1.0)
     jumps = iter([0, 3600, -7200, 86400, -86400] * 1000)

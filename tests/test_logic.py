@@ -10,7 +10,7 @@ from hypothesis import strategies as hs
 
 from streamctl.durations import MAX_SECONDS, format_duration, parse_duration, parse_hours
 from streamctl.errors import UsageError
-from streamctl.run.accounting import EXTRAPOLATE_MAX, Ledger, SessionMeter
+from streamctl.run.accounting import EXTRAPOLATE_MAX, SessionMeter
 from streamctl.run.policy import RestartPolicy
 from streamctl.store.lifecycle import TRANSITIONS, IllegalTransition, Status, StopReason
 from streamctl.store.state import StreamState
@@ -71,35 +71,6 @@ def test_meter_counts_media_time_and_extrapolates_at_most_one_second() -> None:
     assert m.out_time == 0.6
     m.on_progress(102.0, 1.6, ended=True)
     assert m.streamed(110.0) == pytest.approx(1.6)
-
-
-@given(sessions=hs.lists(hs.floats(0.0, 20000.0), min_size=1, max_size=20), budget=hs.floats(1.0, 1e5))
-def test_ledger_never_hands_out_more_than_the_budget(sessions: list[float], budget: float) -> None:
-    """However sessions crash, -t of each new session = budget - what earlier sessions streamed."""
-    ledger = Ledger(budget=budget)
-    now = 0.0
-    delivered = 0.0
-    for ran in sessions:
-        remaining = ledger.remaining(now)
-        if remaining <= 0:
-            break
-        t_arg = remaining
-        meter = ledger.open(now)
-        actual = min(ran, t_arg)  # ffmpeg's -t caps what a session can stream
-        meter.on_progress(now + actual, actual, ended=ran >= t_arg)
-        now += actual
-        delivered += ledger.close(now)
-        now += 3.0  # restart delay: not streamed, not counted
-    assert ledger.committed == pytest.approx(delivered)
-    assert delivered <= budget + 1e-6
-
-
-def test_crash_after_two_hours_leaves_three() -> None:
-    ledger = Ledger(budget=5 * 3600)
-    m = ledger.open(0.0)
-    m.on_progress(7200.0, 7200.0)
-    assert ledger.close(7200.0) == 7200.0
-    assert ledger.remaining(7300.0) == 3 * 3600
 
 
 def test_policy_counts_failures_in_a_row_and_resets_after_a_stable_run() -> None:

@@ -18,8 +18,7 @@ import pytest
 from streamctl.run.ffmpeg import explain_failure
 from streamctl.store.lifecycle import StopReason
 from streamctl.store.state import StreamState
-from tests.conftest import Rtmp, cli, cli_bg, free_port, needs_media, read_state, run_cli, wait_for
-from tests.test_supervisor_unit import make
+from tests.conftest import Rtmp, cli, cli_bg, free_port, make, needs_media, read_state, run_cli, wait_for
 
 KEY = "k123456789"
 CHECK_KEY = "check the stream key and the application name in the URL"

@@ -2,95 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from streamctl.output.logs import LogListener
-from streamctl.run.supervisor import Supervisor
-from streamctl.store.config import Settings, StreamSpec
 from streamctl.store.lifecycle import Status, StopReason
-from streamctl.store.paths import Paths
-from streamctl.store.state import MemoryStore
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def wait(self, event: threading.Event, timeout: float) -> bool:
-        if not event.is_set():
-            self.t += timeout  # time passes only while the supervisor waits
-        return event.is_set()
-
-
-class FakeFfmpeg:
-    """Streams media in step with the clock; exits with RC after RUN seconds, or 0 at its -t."""
-
-    def __init__(self, clock: Clock, argv: list[str], plan: tuple[float, int] | None,
-                 on_line: Callable[[str], None], on_eof: Callable[[], None]) -> None:  # fmt: skip
-        self.clock, self.argv, self.on_line, self.on_eof = clock, argv, on_line, on_eof
-        self.t_arg = float(argv[argv.index("-t") + 1])
-        self.start = clock()
-        run, rc = plan if plan else (self.t_arg, 0)
-        self.end, self.rc = self.start + min(run, self.t_arg), (rc if run < self.t_arg else 0)
-        self.pid = 999_999_999
-        self.stopped = False
-
-    def poll(self) -> int | None:
-        now = min(self.clock(), self.end)
-        ended = now >= self.end
-        if now != getattr(self, "_last", None):  # one progress block per tick, like ffmpeg's 0.5 s period
-            self._last = now
-            media = min(self.t_arg, max(0.0, now - getattr(self, "start_media", self.start)))
-            self.on_line(f"out_time_us={int(media * 1e6)}")
-            self.on_line("progress=end" if ended and self.rc == 0 else "progress=continue")
-        if ended:
-            self.on_eof()
-            return self.rc
-        return None
-
-    def stop(self, grace: float) -> int:
-        self.stopped = True
-        self.end = self.clock()
-        self.rc = 255
-        return self.poll() or 255
-
-    def close(self) -> None:
-        pass
-
-
-def make(tmp_path: Path, budget: float, plans: list[tuple[float, int]], **settings: float):  # type: ignore[no-untyped-def]
-    clock = Clock()
-    spawned: list[FakeFfmpeg] = []
-    timers: list[float] = []
-
-    def spawn(argv, on_progress, on_log, on_eof):  # type: ignore[no-untyped-def]
-        plan = plans[len(spawned)] if len(spawned) < len(plans) else None
-        p = FakeFfmpeg(clock, argv, plan, on_progress, on_eof)
-        spawned.append(p)
-        return p
-
-    class Timer:
-        def __init__(self, interval: float, fn: Callable[[], None]) -> None:
-            timers.append(interval)
-
-        def start(self) -> None: ...
-        def cancel(self) -> None: ...
-
-    spec = StreamSpec(name="unit", input="x.mp4", url="rtmp://h/live", key="k", budget_seconds=budget,
-                      settings=Settings(**settings))  # type: ignore[arg-type]  # fmt: skip
-    paths = Paths(config_file=tmp_path / "c.toml", state_dir=tmp_path / "state")
-    store = MemoryStore()  # hours of checkpoints: in memory, through the same JSON, not fsync'd files
-    sup = Supervisor(spec, paths, "ffmpeg", [LogListener(logging.getLogger("test"))], store=store,
-                     clock=clock, wall=clock, spawn=spawn, timer_factory=Timer, wait=clock.wait)  # fmt: skip
-    return sup, clock, spawned, timers, store
+from tests.conftest import FakeFfmpeg, make
 
 
 def test_crash_after_two_hours_restarts_with_three(tmp_path: Path) -> None:

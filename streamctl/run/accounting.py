@@ -5,13 +5,11 @@ counts in. Between progress blocks (every 0.5 s) it is extrapolated at real-time
 EXTRAPOLATE_MAX, so a crash between two blocks is not undercounted and a hang is not overcounted.
 Until the first block nothing is counted: ffmpeg writes none before it has connected, so a handshake that
 hangs must not use up the budget. A session that nevertheless ends normally (exit 0) without a single
-block is counted at wall time (`close(ok=True)`): an ffmpeg whose progress cannot be read must never look
+block is counted at wall time (`ended_ok`): an ffmpeg whose progress cannot be read must never look
 as if it streamed nothing, which would let the next session exceed the budget.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 EXTRAPOLATE_MAX = 1.0  # seconds past the last progress block still counted as streamed
 
@@ -45,32 +43,3 @@ class SessionMeter:
         if self._ended:
             return self._out_time
         return self._out_time + min(max(0.0, now - self._block_at), EXTRAPOLATE_MAX)
-
-
-@dataclass
-class Ledger:
-    """Budget bookkeeping across sessions: committed runtime plus the open session's meter."""
-
-    budget: float
-    committed: float = 0.0
-    meter: SessionMeter | None = None
-
-    def open(self, now: float) -> SessionMeter:
-        self.meter = SessionMeter(now)
-        return self.meter
-
-    def session(self, now: float) -> float:
-        return self.meter.streamed(now) if self.meter else 0.0
-
-    def total(self, now: float) -> float:
-        return self.committed + self.session(now)
-
-    def remaining(self, now: float) -> float:
-        return max(0.0, self.budget - self.total(now))
-
-    def close(self, now: float, ok: bool = False) -> float:
-        """End the open session (OK: it exited normally); returns its streamed seconds, now committed."""
-        ran = self.meter.streamed(now, ok) if self.meter else 0.0
-        self.committed += ran
-        self.meter = None
-        return ran
