@@ -9,6 +9,9 @@ from streamctl.errors import UsageError
 
 # A budget longer than this is a typo, not a stream (and keeps float arithmetic exact enough).
 MAX_SECONDS = 366 * 24 * 3600.0
+# The shortest session the supervisor starts: less is not worth an ffmpeg and a connection. A budget below
+# it could never stream, so it is refused as bad input, not accepted and then refused as spent.
+MIN_SESSION = 1.0
 
 _UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
@@ -47,8 +50,22 @@ def parse_duration(text: str, what: str = "duration") -> float:
     return check_seconds(total, what)
 
 
+def check_budget(seconds: float, what: str = "budget") -> float:
+    """check_seconds, and at least one session's worth."""
+    if check_seconds(seconds, what) < MIN_SESSION:
+        raise UsageError(
+            f"{what} of {format_duration(seconds)} is shorter than the shortest session "
+            f"({MIN_SESSION:g}s): give at least {MIN_SESSION:g}s"
+        )
+    return seconds
+
+
+def parse_budget(text: str, what: str = "budget") -> float:
+    return check_budget(parse_duration(text, what), what)
+
+
 def parse_hours(hours: float) -> float:
-    return check_seconds(hours * 3600.0, "--hours")
+    return check_budget(hours * 3600.0, "--hours")
 
 
 def format_duration(seconds: float | None) -> str:

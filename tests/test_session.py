@@ -121,14 +121,59 @@ def test_a_send_queue_that_only_grows_is_a_jammed_ingest() -> None:
     )
 
 
-def test_the_backup_timer_stops_ffmpeg_and_the_end_is_overran() -> None:
-    s, _, child, timer, events, _ = session()
+def test_the_backup_timer_stops_an_ffmpeg_that_no_longer_streams() -> None:
+    s, now, child, timer, events, _ = session()
+    child.progress(10.0)
+    now[0] += 62.0  # the timer's time: -t + margin, and nothing since 10 s of media
     timer.fn()
     assert child.stops == 1 and events[-1].kind == Kind.TIMER_FIRED
     assert s.natural_end(child.rc) == End.OVERRAN
     s.close(End.OVERRAN, child.rc)
     timer.fn()  # a late callback after close does nothing
     assert child.stops == 1
+
+
+def test_the_backup_timer_waits_for_a_slow_session_and_stops_one_past_its_t() -> None:
+    """At 0.4x, 60 s of media take 150 s: the timer looks again when -t should be reached, as often as
+    it takes, and stops ffmpeg only once its media passes -t (or it stops streaming)."""
+    s, now, child, timer, events, _ = session()
+    for _ in range(62):  # 0.4 s of media per second of wall time, until the timer's time
+        now[0] += 1.0
+        child.progress((now[0] - 100.0) * 0.4)
+    first = timer
+    first.fn()
+    assert child.stops == 0 and s._timer is not first  # re-armed, not stopped
+    assert s._timer.interval == pytest.approx((60.0 - 24.8) / 0.4 + 2.0, abs=1.0)
+    child.progress(62.5)  # ffmpeg ignores its -t
+    s._timer.fn()
+    assert child.stops == 1 and events[-1].kind == Kind.TIMER_FIRED
+
+
+def test_a_sustained_slow_rate_is_reported_once_and_shown() -> None:
+    s, now, child, _, events, _ = session()
+    for _ in range(80):
+        now[0] += 1.0
+        child.progress((now[0] - 100.0) * 0.38)
+        s.check(None)
+    slow = [e for e in events if e.kind == Kind.SLOW]
+    assert len(slow) == 1 and slow[0].figures["rate"] == pytest.approx(0.38, abs=0.02)
+    assert s.progress()["slow"] is True
+
+
+def test_the_meter_never_goes_back_and_keeps_its_promise() -> None:
+    """Between blocks it extrapolates at the measured rate; what a checkpoint promised readers
+    (streamed + rate x time since) is never taken back, and nothing passes -t."""
+    s, now, child, _, _, _ = session()
+    shown = []
+    for i in range(1, 200):
+        now[0] += 0.25
+        if i % 2 == 0:
+            child.progress(min(60.0, i * 0.25 * 0.5))  # 0.5x
+        if i % 20 == 0:
+            _streamed, rate = s.promise(now[0])
+            assert rate == pytest.approx(0.5, abs=0.1)
+        shown.append(s.streamed(now[0]))
+    assert shown == sorted(shown) and max(shown) <= 60.0
 
 
 @pytest.mark.parametrize("rc", [1, -11])

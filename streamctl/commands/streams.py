@@ -32,13 +32,26 @@ class View:
 
     @cached_property
     def orphan(self) -> bool:
-        """The supervisor is gone but its ffmpeg still streams (pid and start time both match)."""
+        """The supervisor is gone but its ffmpeg still streams (pid, start time and command line match;
+        a frozen one does not stream)."""
         if self.supervised or self.state.session is None:
             return False
-        from streamctl.run.recovery import session_process  # psutil: only on this rare path
+        from streamctl.run.recovery import streaming_orphan  # psutil: only on this rare path
 
-        ident = session_process(self.state.session)
-        return ident is not None and ident.alive()
+        return streaming_orphan(self.state.session) is not None
+
+    @cached_property
+    def session_runtime(self) -> float | None:
+        """The open session's streamed time now; for a supervisor that is gone, what `start` and `sweep`
+        would credit it with (run/recovery.credit), so that every reader gives one figure."""
+        s = self.state.session
+        if s is None:
+            return None
+        if not self.supervised:
+            from streamctl.run.recovery import credit
+
+            return credit(s, self.now)
+        return self.state.session_runtime(self.now if self.status.running else None)
 
     @property
     def running(self) -> bool:
@@ -59,11 +72,11 @@ class View:
     def as_dict(self) -> dict[str, Any]:
         st, now = self.state, self.now
         live = self.status.running
-        runtime = st.total_runtime(now if live else None)
+        runtime = st.runtime_seconds + (self.session_runtime or 0.0)
         # a stream that does not run has no open session to extrapolate, but its deadline still nears
         remaining = st.limit.remaining(runtime, now if live or st.until is not None else None)
         session = st.session
-        session_runtime = st.session_runtime(now) if live else None
+        session_runtime = self.session_runtime if live else None
         session_start = session.started_at if session is not None and live else None
         return {
             "name": self.name,
@@ -80,7 +93,8 @@ class View:
             "uptime_seconds": round(max(0.0, now - session_start), 3) if session_start is not None else None,
             "remaining_seconds": round(remaining, 3) if remaining is not None else None,
             "restarts": st.restarts,
-            "sessions": st.session_count,
+            # sessions since the runtime was last reset, the open one included (README, "Counters")
+            "sessions": st.session_count + (1 if session is not None else 0),
             "started_at": iso(st.started_at),
             "expected_end": iso(now + remaining) if live and remaining is not None else None,
             "end_time": iso(st.end_time),
@@ -89,6 +103,8 @@ class View:
             "last_error": st.last_error,
             "bitrate": st.progress.get("bitrate") if live else None,
             "speed": st.progress.get("speed") if live else None,
+            # sustained slower than real time: the ingest gets less video than it needs
+            "slow": bool(live and st.progress.get("slow")),
             "warning": bool(live and remaining is not None and remaining < WARN_BELOW),
             "orphan": self.orphan,
         }

@@ -16,7 +16,13 @@ from dataclasses import asdict, dataclass
 
 from streamctl.errors import StreamctlError
 from streamctl.run.process import ProcessIdentity, stop_foreign
-from streamctl.run.recovery import orphan_streamed, session_age, session_process, settle
+from streamctl.run.recovery import (
+    orphan_streamed,
+    session_process,
+    settle,
+    since_checkpoint,
+    streaming_orphan,
+)
 from streamctl.store.fileio import is_locked, locked
 from streamctl.store.lifecycle import StopReason
 from streamctl.store.paths import Paths
@@ -49,7 +55,7 @@ def sweep_one(paths: Paths, store: StateStore, name: str, grace: float, now: flo
         if (
             not supervised
             and s is not None
-            and ffmpeg_alive
+            and streaming_orphan(s) is not None  # a frozen one streams nothing: it is stopped below
             and not st.limit.spent(st.runtime_seconds + orphan_streamed(s, now), now, SLACK)
         ):
             # An orphan with time left streams on, adopted: credited so far, so a later sweep ends it on time
@@ -60,9 +66,10 @@ def sweep_one(paths: Paths, store: StateStore, name: str, grace: float, now: flo
                 action = Action(name, "adopted_orphan", f"pid {s.ffmpeg_pid} streams without a supervisor")
         elif not supervised and (s is not None or st.status_enum.running):
             reason = StopReason.SWEPT if ffmpeg_alive else StopReason.SUPERVISOR_LOST
+            why = "time up" if streaming_orphan(s) is not None else "frozen"
             ran, stopped = settle(st, now, reason, grace)
             action = (
-                Action(name, "stopped_orphan", f"pid {stopped}, time up; {ran:.1f}s credited")
+                Action(name, "stopped_orphan", f"pid {stopped}, {why}; {ran:.1f}s credited")
                 if stopped is not None
                 else Action(name, "marked_lost", "status said running but nothing runs")
             )
@@ -71,8 +78,12 @@ def sweep_one(paths: Paths, store: StateStore, name: str, grace: float, now: flo
             and s is not None
             and ffmpeg_alive
             and not st.stop_request
-            # Time since launch: a hung ffmpeg advances no media, but its time runs all the same.
-            and st.limit.overran(st.runtime_seconds + session_age(s, now), now, grace)
+            # The last checkpoint plus all the time since at full speed: a supervisor whose loop is stuck
+            # writes no checkpoints, and its ffmpeg may stream on; a healthy one, however slow its ffmpeg,
+            # checkpoints every few seconds, so this passes its budget only when its media does.
+            and st.limit.overran(
+                st.runtime_seconds + s.runtime_seconds + since_checkpoint(s, now), now, grace
+            )
         ):
             st.stop_request = StopReason.SWEPT.value
             kill = ident

@@ -164,6 +164,14 @@ LINES: dict[Kind, Callable[[Event], list[Line]]] = {
         )
     ],
     Kind.STALLED: lambda e: _stalled(e.figures),
+    Kind.SLOW: lambda e: [
+        (
+            logging.WARNING,
+            f"ffmpeg streams at {e.figures['rate']:.2f}x real time: the ingest gets less video than it "
+            "needs and viewers may see buffering; the session goes on (copy mode, a faster preset or a "
+            "lower resolution help)",
+        )
+    ],
     Kind.STOPPING: lambda e: [(logging.INFO, f"stopping ffmpeg ({e.figures['source']})")],
     Kind.SESSION_ENDED: lambda e: _session_ended(e.figures),
     Kind.RESTARTING: lambda e: _restarting(e.figures),

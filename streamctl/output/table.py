@@ -92,7 +92,7 @@ def _bitrate(r: dict[str, Any]) -> str:
         return "-"
     m = _KBITS.fullmatch(r["bitrate"])
     text = f"{float(m.group(1)):.0f}k" if m else str(r["bitrate"])
-    return text + (f" {r['speed']}x" if r.get("speed") else "")
+    return text + (f" {r['speed']}x" if r.get("speed") else "") + (" (slow)" if r.get("slow") else "")
 
 
 def _cells(r: dict[str, Any], today: date) -> dict[str, str]:

@@ -29,6 +29,7 @@ class Kind(StrEnum):
     OVERRAN = "overran"  # the watchdog stopped a session past its time
     INGEST_JAMMED = "ingest_jammed"  # grew (bytes), seconds: the send queue did not drain
     STALLED = "stalled"  # quiet (seconds), out_time (None: never started)
+    SLOW = "slow"  # rate: media seconds per second, sustained below 1; the session goes on
     STOPPING = "stopping"  # source: who asked
     SESSION_ENDED = "session_ended"  # end, rc, streamed, total, budget, cause
     RESTARTING = "restarting"  # why, streamed, attempt, retries, delay, remaining

@@ -8,11 +8,14 @@ status move is also an event.
 from __future__ import annotations
 
 import contextlib
+import math
+import time
 from collections.abc import Callable
 from typing import Any, NoReturn, Protocol
 
 from streamctl.errors import BudgetSpent
 from streamctl.run.events import Emitter, Kind
+from streamctl.run.process import cpu_ticks
 from streamctl.run.recovery import session_process, settle
 from streamctl.run.session import Result, Session
 from streamctl.store.lifecycle import SessionEnd, Status, StopReason
@@ -62,7 +65,7 @@ class RunJournal:
             if started:
                 st.begin_run(now, self.limit.budget, self.limit.until, me)
                 self.status = Status.STARTING
-                self.restarts = 0
+                self.restarts = st.restarts
         if not started:
             self._refuse(now)
         self.emit(
@@ -126,8 +129,14 @@ class RunJournal:
             if session is not None:
                 self._progress = session.progress()
                 if self._record is not None:
-                    self._record.runtime_seconds = round(session.streamed(mono), 3)
+                    streamed, rate = session.promise(mono)
+                    # rounded down: what readers extrapolate from it must never pass the meter
+                    self._record.runtime_seconds = math.floor(streamed * 1000) / 1000
+                    self._record.rate = math.floor(rate * 1000) / 1000
                     self._record.checkpoint_at = now
+                    self._record.checkpoint_mono = time.monotonic()  # as started_mono: for `sweep`
+                    if self._record.ffmpeg_pid:
+                        self._record.ffmpeg_cpu = cpu_ticks(self._record.ffmpeg_pid)
             st.progress = dict(self._progress)
             st.budget_seconds = self.limit.budget
             st.until = self.limit.until

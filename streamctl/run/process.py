@@ -169,7 +169,7 @@ class FfmpegProcess:
     def stop(self, grace: float) -> int:
         """q, then SIGTERM (+SIGCONT) to the group, then SIGKILL after GRACE; always reaped."""
         with self._lock:
-            if not self._exited() and not _is_stopped(self.pid) and self._send_q():
+            if not self._exited() and not is_stopped(self.pid) and self._send_q():
                 self._wait_exit(min(Q_WAIT, grace))
             if not self._exited():
                 for sig in (signal.SIGTERM, signal.SIGCONT):
@@ -214,8 +214,18 @@ def _with_parent_death_signal(argv: list[str]) -> list[str]:
     return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else argv
 
 
-def _is_stopped(pid: int) -> bool:
-    """True for a SIGSTOPped process: it cannot read `q`, so waiting for it would only add delay."""
+def cpu_ticks(pid: int) -> int | None:
+    """PID's CPU time (user + system, in clock ticks), None if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def is_stopped(pid: int) -> bool:
+    """True for a SIGSTOPped (frozen) process: it streams nothing and cannot read `q`."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             return f.read().rsplit(b")", 1)[1].split()[0] in (b"T", b"t")

@@ -36,6 +36,17 @@ def session_age(s: OpenSession, now: float) -> float:
     return max(0.0, now - s.started_at)
 
 
+def since_checkpoint(s: OpenSession, now: float) -> float:
+    """Seconds since S's last checkpoint (its launch if none), on the monotonic clock where it can be."""
+    import time
+
+    if s.checkpoint_mono is not None and s.boot_id is not None and s.boot_id == boot_id():
+        return max(0.0, time.monotonic() - s.checkpoint_mono)
+    if s.checkpoint_at is None:
+        return session_age(s, now)
+    return max(0.0, now - s.checkpoint_at)
+
+
 def _credit(s: OpenSession, now: float, cap: float | None) -> float:
     """The checkpointed runtime plus the time since the checkpoint (at most CAP), never past its -t."""
     since = s.checkpoint_at if s.checkpoint_at is not None else s.started_at
@@ -59,25 +70,55 @@ def orphan_streamed(s: OpenSession, now: float) -> float:
     return _credit(s, now, None)
 
 
+def streaming_orphan(s: OpenSession | None) -> ProcessIdentity | None:
+    """The recorded ffmpeg of S if it runs and is not frozen (SIGSTOP, state T): one that could stream.
+
+    Process state is what tells: a frozen ffmpeg sends nothing, and with the parent-death signal (see
+    run/process.py) it ends as soon as it is thawed, so it never streams again. CPU time or the socket's
+    acknowledged bytes would tell too, but need two readings apart in time; the state needs one.
+    """
+    from streamctl.run.process import is_stopped
+
+    ident = session_process(s)
+    if ident is None or not ident.alive() or is_stopped(ident.pid):
+        return None
+    return ident
+
+
+def credit(s: OpenSession, now: float, checkpoint_interval: float = 5.0) -> float:
+    """What the session of a supervisor that is gone has streamed by NOW: the one figure that `status`,
+    `runtime`, the metrics, `sweep` and the next `start` all use. An orphan that streams is credited up
+    to now; a frozen one that has not used a tick of CPU since the last checkpoint, just that checkpoint
+    (nothing while frozen); else, as `lost_streamed` says."""
+    from streamctl.run.process import cpu_ticks, is_stopped
+
+    ident = session_process(s)
+    if ident is not None and ident.alive():
+        if not is_stopped(ident.pid):
+            return orphan_streamed(s, now)
+        if s.ffmpeg_cpu is not None and cpu_ticks(ident.pid) == s.ffmpeg_cpu:
+            return min(s.t_arg, s.runtime_seconds)  # frozen since before the last checkpoint: not a tick
+    return lost_streamed(s, now, checkpoint_interval)
+
+
 def settle(
     st: StreamState, now: float, reason: StopReason, grace: float, checkpoint_interval: float = 5.0
 ) -> tuple[float, int | None]:
     """Close the session of a supervisor that is gone, for `start` (resume), `stop` and `sweep`.
 
-    A recorded ffmpeg still alive is credited up to now and stopped; one already gone is credited as
-    `lost_streamed` says. Returns (seconds credited, pid of the ffmpeg stopped or None).
+    Its session is credited as `credit` says; a recorded ffmpeg still alive (frozen too) is stopped.
+    Returns (seconds credited, pid of the ffmpeg stopped or None).
     """
     from streamctl.run.process import stop_foreign
 
     s = st.session
     ran, stopped = 0.0, None
     if s is not None:
+        ran = credit(s, now, checkpoint_interval)
         ident = session_process(s)
-        if ident is not None and ident.alive():
-            ran, stopped = orphan_streamed(s, now), ident.pid
+        if ident is not None and ident.alive():  # frozen or not: it must go before anything else runs
+            stopped = ident.pid
             stop_foreign(ident, grace)
-        else:
-            ran = lost_streamed(s, now, checkpoint_interval)
     close_lost(st, now, ran, reason)
     return ran, stopped
 

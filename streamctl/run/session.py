@@ -22,7 +22,16 @@ from streamctl.run.ffmpeg import ProgressParser, explain_failure
 from streamctl.run.liveness import BacklogWatch
 from streamctl.run.process import Child, ProcessIdentity, cmd_digest
 from streamctl.run.recovery import boot_id
-from streamctl.run.watchdog import TIMER_MARGIN, Readings, Verdict, verdict
+from streamctl.run.watchdog import (
+    SLOW_AFTER,
+    SLOW_RATE,
+    TIMER_MARGIN,
+    WATCHDOG_SLACK,
+    Readings,
+    Verdict,
+    timer_delay,
+    verdict,
+)
 from streamctl.store.config import StreamSpec
 from streamctl.store.lifecycle import SessionEnd
 from streamctl.store.state import OpenSession
@@ -74,7 +83,7 @@ class Session:
         self.grace = spec.settings.grace
         self._lock = threading.Lock()  # guards what the reader threads feed: meter, progress, _eof_at
         self._parser = ProgressParser()
-        self._meter = SessionMeter(clock())
+        self._meter = SessionMeter(clock(), cap=t_arg)
         self._progress: dict[str, Any] = {}
         self._advanced_at = clock()  # when media output last advanced (the stall clock)
         self._eof_at: float | None = None  # when ffmpeg closed its stdout: the session's end
@@ -83,6 +92,8 @@ class Session:
         self._overran = False  # the timer or watchdog stopped it for running past its time
         self._jammed = False
         self._media_seen = False
+        self._slow_since: float | None = None
+        self.slow = False  # reported slower than real time
         self._closed = False
         self._timer: Any = None
         self.proc: Child | None = None
@@ -172,6 +183,11 @@ class Session:
         with self._lock:
             return self._meter.streamed(now)
 
+    def promise(self, now: float) -> tuple[float, float]:
+        """(streamed, rate) for a checkpoint; see SessionMeter.promise."""
+        with self._lock:
+            return self._meter.promise(now)
+
     def progress(self) -> dict[str, Any]:
         with self._lock:
             return dict(self._progress)
@@ -191,7 +207,7 @@ class Session:
         assert self.proc is not None
         now = self.clock()
         with self._lock:
-            streamed = self._meter.streamed(now)
+            rate = self._meter.rate(now) if self._meter.has_progress else 1.0
             quiet = now - self._advanced_at
             sent, media = self._progress.get("total_size"), self._progress.get("out_time")
         # with several destinations the queues of all connections add up: the rule is for one ingest
@@ -200,14 +216,14 @@ class Session:
         v = verdict(
             Readings(
                 t_arg=self.t_arg,
-                age=now - self._meter.launched_at,
-                streamed=streamed,
+                out_time=self._meter.out_time,
                 quiet=quiet,
                 stall_timeout=self.spec.settings.stall_timeout,
                 past_deadline=until is not None and self.wall() >= until + TIMER_MARGIN,
                 jammed=jam is not None,
             )
         )
+        self._watch_rate(now, rate, quiet)
         if v == Verdict.OVERRAN:
             self._overran = True
             self.emit(Kind.OVERRAN)
@@ -218,11 +234,35 @@ class Session:
             self.emit(Kind.STALLED, quiet=quiet, out_time=media if media else None)
         return v
 
+    def _watch_rate(self, now: float, rate: float, quiet: float) -> None:
+        """Report (once) a session that streams, but slower than real time for SLOW_AFTER seconds."""
+        if quiet >= 2.0 or rate >= SLOW_RATE:  # not streaming at all is the stall rule's business
+            self._slow_since = None
+            return
+        if self._slow_since is None:
+            self._slow_since = now
+        if not self.slow and now - self._slow_since >= SLOW_AFTER:
+            self.slow = True
+            with self._lock:
+                self._progress["slow"] = True
+            self.emit(Kind.SLOW, rate=rate)
+
     # ---- callbacks: reader threads and the timer ----------------------------------------------------
     def _on_timer(self) -> None:
-        # It ends the session, not the stream: if media lagged wall time, the loop restarts with what is left.
+        # It stops a session past its time even if the main loop were stuck. A session slower than real
+        # time but still streaming is not past its time: its -t ends it, so look again when it should.
         if self._closed or self.proc is None:
             return  # a late callback for a session that already ended
+        now = self.clock()
+        with self._lock:
+            out_time, rate = self._meter.out_time, self._meter.rate(now)
+            # media advanced within the margin: slow, not frozen (a frozen one goes now, not at the stall)
+            streaming = now - self._advanced_at < TIMER_MARGIN and rate > 0
+        before_deadline = self.spec.until is None or self.wall() < self.spec.until
+        if streaming and before_deadline and out_time <= self.t_arg + WATCHDOG_SLACK:
+            self._timer = self.timer_factory(timer_delay(self.t_arg, out_time, rate), self._on_timer)
+            self._timer.start()
+            return
         self.emit(Kind.TIMER_FIRED)
         self._overran = True
         self.proc.stop(self.grace)
@@ -238,6 +278,7 @@ class Session:
             if self._meter.out_time > before:
                 self._advanced_at = now
             self._progress = {
+                "slow": self.slow,
                 "speed": block.speed,
                 "bitrate": block.bitrate,
                 "out_time": block.out_time,

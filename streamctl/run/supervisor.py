@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from streamctl.durations import MIN_SESSION  # remaining budget below this is spent
 from streamctl.run.events import Emitter, Kind, Listener
 from streamctl.run.ffmpeg import build_argv
 from streamctl.run.journal import RunJournal, Store
@@ -29,8 +30,6 @@ from streamctl.store.lifecycle import Status, StopReason
 from streamctl.store.limit import Limit
 from streamctl.store.paths import Paths
 from streamctl.store.state import StateStore
-
-MIN_SESSION = 1.0  # remaining budget below this is spent: not worth a new ffmpeg and connection
 
 
 @dataclass(frozen=True)

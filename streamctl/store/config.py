@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from streamctl.durations import check_seconds, parse_duration
+from streamctl.durations import check_budget, parse_budget, parse_duration
 from streamctl.errors import ConfigRefused, FileError, NotFound, UsageError, did_you_mean
 from streamctl.masking import MIN_KEY, STREAM_SCHEMES, url_secrets
 from streamctl.store.fileio import atomic_write, locked
@@ -271,7 +271,7 @@ def validate_spec(spec: StreamSpec) -> StreamSpec:
     if spec.input_format is None and "://" not in spec.input and not Path(spec.input).exists():
         raise UsageError(f"input file not found: {spec.input}")
     if spec.budget_seconds is not None:
-        check_seconds(spec.budget_seconds, "budget")
+        check_budget(spec.budget_seconds, "budget")
     if spec.until is not None and not math.isfinite(spec.until):
         raise UsageError("until must be a date and time")
     if not _BITRATE.fullmatch(spec.bitrate) or not _BITRATE.fullmatch(spec.audio_bitrate):
@@ -327,15 +327,15 @@ def _budget(table: dict[str, Any]) -> float | None:
         hours = float(table["hours"])
         if not hours > 0:
             raise UsageError(f"hours must be greater than zero, got {table['hours']}")
-        return check_seconds(hours * 3600.0, "hours")
+        return check_budget(hours * 3600.0, "hours")
     b = table.get("budget")
     if b is None:
         return None
     if isinstance(b, int | float) and not isinstance(b, bool):
         if not b > 0:
             raise UsageError(f"budget must be greater than zero, got {b} (a bare number means hours)")
-        return check_seconds(float(b) * 3600.0, "budget")  # a bare number means hours
-    return parse_duration(str(b), "budget")
+        return check_budget(float(b) * 3600.0, "budget")  # a bare number means hours
+    return parse_budget(str(b), "budget")
 
 
 def _settings(table: dict[str, Any], base: Settings) -> Settings:

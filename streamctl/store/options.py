@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from streamctl.durations import exact_duration, parse_duration, parse_hours
+from streamctl.durations import MIN_SESSION, exact_duration, parse_budget, parse_hours
 from streamctl.errors import UsageError
 from streamctl.store.config import env_key, idle_in_copy, key_sources, parse_until
 
@@ -62,7 +62,7 @@ class StreamOptions:
         if self.hours is not None:
             return parse_hours(self.hours)
         if self.duration is not None:
-            return parse_duration(self.duration, "--duration")
+            return parse_budget(self.duration, "--duration")
         return None
 
     def table(self, name: str) -> dict[str, Any]:
@@ -84,14 +84,22 @@ class StreamOptions:
         if idle:
             option = flag(idle[0])
             raise UsageError(f"{option} does nothing in copy mode: add --mode encode, or drop {option}")
-        if self.until is not None and parse_until(self.until) <= time.time():
-            raise UsageError(f"--until {self.until} has passed: give a later deadline")
+        self._deadline()
         if self.key_file is not None:
             # the service may run with another $HOME or working directory
             table["key_file"] = str(Path(self.key_file).expanduser().absolute())
         if budget is not None:
             table["budget"] = exact_duration(budget)
         return table
+
+    def _deadline(self) -> float | None:
+        """--until as unix time; one that leaves less than a session is bad input, as a short budget is."""
+        if self.until is None:
+            return None
+        until = parse_until(self.until)
+        if until - time.time() < MIN_SESSION:
+            raise UsageError(f"--until {self.until} has passed: give a later deadline")
+        return until
 
     def overrides(self) -> dict[str, Any]:
         """What `start` lays over the configured stream (store/config.resolve_spec; None: keep). A
@@ -100,7 +108,7 @@ class StreamOptions:
         key = env_key(self.key_env, "--key-env") if self.key_env is not None else self.key
         return {
             "also": tuple(self.also) if self.also else None,
-            "until": parse_until(self.until) if self.until is not None else None,
+            "until": self._deadline(),
             "stall_timeout": self.stall_timeout,
             "budget_seconds": self.budget_seconds(),
             "input": self.input,

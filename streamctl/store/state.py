@@ -19,6 +19,7 @@ from streamctl.store.paths import Paths
 
 SCHEMA_VERSION = 1
 KEEP_SESSIONS = 50  # closed sessions kept in the file; `session_count` counts them all
+HORIZON = 6.0  # seconds past a checkpoint that readers extrapolate a live session (checkpoint interval + 1)
 
 
 def iso(ts: float | None) -> str | None:
@@ -37,6 +38,7 @@ class OpenSession:
     ffmpeg_pid: int | None = None
     ffmpeg_create_time: float | None = None
     runtime_seconds: float = 0.0  # streamed so far, as of checkpoint_at
+    rate: float | None = None  # media seconds per second at checkpoint_at: readers extrapolate with it
     checkpoint_at: float | None = None  # unix time of the last checkpoint
     ffmpeg_cmd: list[str] | None = None  # its argv with the key masked, for people
     cmd_digest: str | None = None  # salted digest of its argv after argv[0]: part of its identity
@@ -44,6 +46,8 @@ class OpenSession:
     orphaned_at: float | None = None  # when a sweep found it streaming without its supervisor
     started_mono: float | None = None  # CLOCK_MONOTONIC at launch: ages that wall-clock steps do not move
     boot_id: str | None = None  # ...valid only within the same boot
+    checkpoint_mono: float | None = None  # CLOCK_MONOTONIC at checkpoint_at (same boot only)
+    ffmpeg_cpu: int | None = None  # ffmpeg's CPU ticks at checkpoint_at: unchanged later means frozen since
 
 
 @dataclass
@@ -115,8 +119,10 @@ class StreamState:
             return None
         ran = s.runtime_seconds
         if now is not None and self.status == Status.LIVE and s.checkpoint_at is not None:
-            ran += max(0.0, now - s.checkpoint_at)
-        return ran
+            # the supervisor's meter never reports less than this (its promise), so it is never taken back
+            rate = 1.0 if s.rate is None else s.rate
+            ran += rate * min(max(0.0, now - s.checkpoint_at), HORIZON)
+        return min(ran, s.t_arg)
 
     def total_runtime(self, now: float | None = None) -> float:
         """Committed runtime plus the open session's (see session_runtime)."""
@@ -133,12 +139,12 @@ class StreamState:
     def begin_run(
         self, now: float, budget: float | None, until: float | None, supervisor: tuple[int, float] | None
     ) -> None:
-        """A supervisor takes the stream: STARTING, its limit and its pid; counters of the run from zero."""
+        """A supervisor takes the stream: STARTING, its limit and its pid. The counters go on: restarts
+        and sessions count since the runtime was last reset, across resumes, as the runtime does."""
         self.transition(Status.STARTING, None, now)
         self.budget_seconds = budget
         self.until = until
         self.started_at = now
-        self.restarts = 0
         self.stop_request = None
         self.supervisor_pid, self.supervisor_create_time = supervisor or (None, None)
 

@@ -1,0 +1,44 @@
+"""Cases of the fault audit (issue 11): budgets that cannot make a session, and what a refused start
+leaves on disk."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli
+
+
+@pytest.mark.e2e  # a real `start` process (it execs the supervisor)
+@pytest.mark.parametrize(
+    ("extra", "line"),
+    [
+        (
+            ["--duration", "0.5"],
+            "--duration of 0.5s is shorter than the shortest session (1s): give at least 1s",
+        ),
+        (
+            ["--hours", "0.0001"],
+            "--hours of 0.4s is shorter than the shortest session (1s): give at least 1s",
+        ),
+        (["--until", "2020-01-01T00:00"], "--until 2020-01-01T00:00 has passed: give a later deadline"),
+    ],
+)
+def test_a_limit_that_cannot_make_one_session_is_bad_input_and_leaves_nothing(
+    home: Path, extra: list[str], line: str
+) -> None:
+    r = cli("start", "s", "-q", "-i", "testsrc", "--input-format", "lavfi", "--url", "rtmp://127.0.0.1:1/live",
+            "--key", "s-streamkey", *extra)  # fmt: skip
+    assert (r.returncode, r.stderr, r.stdout) == (2, f"streamctl: error: {line}\n", "")
+    assert not home.exists() or list(home.rglob("*")) == []  # no state, no lock files, no log
+
+
+def test_a_deadline_less_than_a_session_away_is_refused_too(home: Path) -> None:
+    soon = datetime.fromtimestamp(datetime.now().timestamp() + 0.5).astimezone().isoformat()
+    from streamctl.errors import UsageError
+    from streamctl.store.options import StreamOptions
+
+    with pytest.raises(UsageError, match="has passed"):
+        StreamOptions(until=soon).overrides()
