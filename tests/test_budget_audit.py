@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli
+from tests.conftest import Rtmp, cli, needs_media, read_state
 
 
 @pytest.mark.e2e  # a real `start` process (it execs the supervisor)
@@ -42,3 +42,22 @@ def test_a_deadline_less_than_a_session_away_is_refused_too(home: Path) -> None:
 
     with pytest.raises(UsageError, match="has passed"):
         StreamOptions(until=soon).overrides()
+
+
+@pytest.mark.e2e
+@needs_media
+def test_an_ffmpeg_at_half_speed_streams_its_budget_in_one_session(home: Path, no_leftovers: Rtmp) -> None:
+    """An encode slower than real time (here 0.5x, by ffmpeg's realtime filter) is healthy: one session
+    ends by its own -t with the whole budget at the receiver. It used to be stopped by the backup timer
+    armed for the wall time, restarted, and end failed with part of the budget never streamed."""
+    source = "testsrc=size=320x240:rate=25,realtime=speed=0.5"
+    r = cli("start", "half", "-q", "--input-format", "lavfi", "--input", source, "--mode", "encode",
+            "--url", no_leftovers.url, "--key", "half-streamkey", "--duration", "5", timeout=90)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    st = read_state(home, "half")
+    assert (st["stop_reason"], st["session_count"], st["restarts"]) == ("duration_reached", 1, 0)
+    assert st["sessions"][0]["end"] == "finished"
+    recorded = sum(no_leftovers.durations("half-streamkey"))
+    print(f"FIGURE half-speed: {recorded:.2f} s recorded of a 5 s budget, in 1 session")
+    assert recorded == pytest.approx(5.0, abs=0.5)
+    assert "backup timer fired" not in (home / "state" / "logs" / "half.log").read_text()
