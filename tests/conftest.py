@@ -342,7 +342,8 @@ class FakeFfmpeg:
         pass
 
 
-def make(tmp_path: Path, budget: float, plans: list[tuple[float, int]], **settings: float):  # type: ignore[no-untyped-def]
+def make(tmp_path: Path, budget: float, plans: list[tuple[float, int]], store: MemoryStore | None = None,  # type: ignore[no-untyped-def]
+         **settings: float):  # fmt: skip
     clock = Clock()
     spawned: list[FakeFfmpeg] = []
     timers: list[float] = []
@@ -363,7 +364,9 @@ def make(tmp_path: Path, budget: float, plans: list[tuple[float, int]], **settin
     spec = StreamSpec(name="unit", input="x.mp4", url="rtmp://h/live", key="k", budget_seconds=budget,
                       settings=Settings(**settings))  # type: ignore[arg-type]  # fmt: skip
     paths = Paths(config_file=tmp_path / "c.toml", state_dir=tmp_path / "state")
-    store = MemoryStore()  # hours of checkpoints: in memory, through the same JSON, not fsync'd files
+    store = (
+        store or MemoryStore()
+    )  # hours of checkpoints: in memory, through the same JSON, not fsync'd files
     sup = Supervisor(spec, paths, "ffmpeg", [LogListener(logging.getLogger("test"))], store=store,
                      clock=clock, wall=clock, spawn=spawn, timer_factory=Timer, wait=clock.wait)  # fmt: skip
     return sup, clock, spawned, timers, store

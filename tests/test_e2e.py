@@ -216,6 +216,9 @@ def test_restart_after_supervisor_kill_stops_the_orphan_first(
     assert (row["status"], row["orphan"], row["supervisor_pid"]) == ("offline", False, None)
     checkpoint = read_state(home, "orphan")["session"]["runtime_seconds"]
     assert row["runtime_seconds"] == pytest.approx(checkpoint, abs=0.01)
+    metrics = run_cli("status", "orphan", "--format", "prometheus").stdout
+    up = [line for line in metrics.splitlines() if line.startswith("streamctl_up{")]
+    assert len(up) == 1 and up[0].endswith(" 0"), metrics  # "media going out": not from a frozen ffmpeg
     # a recording of its own for the next publish (named by the second), and the orphan lives on past its
     # checkpoint for over a second: credited below for that time
     time.sleep(1.1)

@@ -127,3 +127,15 @@ def test_a_hanging_handshake_does_not_use_up_the_budget(tmp_path: Path) -> None:
         FakeFfmpeg.poll = orig  # type: ignore[method-assign]
     assert (out.reason, len(spawned)) == (StopReason.RETRIES_EXHAUSTED, 4)
     assert out.runtime_seconds == 0.0
+
+
+def test_restarts_and_sessions_go_on_across_a_resume(tmp_path: Path) -> None:
+    """They count since the runtime was last reset, as the runtime does: a resume does not zero them."""
+    sup, _, _, _, store = make(tmp_path, 3600, [(10, -11), (10, -11)], retries=1, restart_delay=1.0)
+    first = sup.run()
+    assert (first.reason, first.restarts, first.sessions) == (StopReason.RETRIES_EXHAUSTED, 1, 2)
+    sup, _, _, _, _ = make(tmp_path, 3600, [(10, -11)], store=store, restart_delay=1.0)
+    second = sup.run()
+    assert (second.reason, second.restarts, second.sessions) == (StopReason.DURATION_REACHED, 2, 4)
+    st = store.load("unit")
+    assert st is not None and (st.restarts, st.session_count) == (2, 4)
