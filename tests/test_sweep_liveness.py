@@ -67,6 +67,14 @@ def test_sweep_corrects_a_stale_live_status(home: Path, media: Path, no_leftover
     checkpoint = read_state(home, "stale")["session"]["runtime_seconds"]
     assert read_state(home, "stale")["status"] == "live"  # stale on disk...
     assert json.loads(run_cli("status", "stale", "--json").stdout)[0]["status"] == "offline"  # ...never shown
+    # once its credit is settled (one checkpoint interval + 1 s after the checkpoint), every reader gives
+    # the figure that sweep (or the next start) then records
+    session = read_state(home, "stale")["session"]
+    time.sleep(max(0.0, session["checkpoint_at"] + 6.2 - time.time()))
+    shown = json.loads(run_cli("status", "stale", "--json").stdout)[0]["runtime_seconds"]
+    assert json.loads(run_cli("runtime", "stale", "--json").stdout)["runtime_seconds"] == shown
+    assert f'streamctl_runtime_seconds{{stream="stale",status="offline"}} {shown:g}' in run_cli(
+        "status", "--format", "prometheus").stdout  # fmt: skip
     r = run_cli("sweep")
     assert r.stdout.startswith("stale: marked_lost")
     st = read_state(home, "stale")
@@ -74,6 +82,7 @@ def test_sweep_corrects_a_stale_live_status(home: Path, media: Path, no_leftover
     # the checkpoint, plus what it may have streamed until it died (at most one interval): never under-counted
     counted = st["runtime_seconds"]
     assert checkpoint <= counted <= checkpoint + 6.0 + 0.01
+    assert counted == pytest.approx(shown, abs=0.001)
     assert run_cli("sweep").stdout == ""
     assert read_state(home, "stale")["runtime_seconds"] == counted  # counted once
 
