@@ -207,6 +207,8 @@ def test_restart_after_supervisor_kill_stops_the_orphan_first(
     pid = live_ffmpeg_pid(home, "orphan")
     wait_for(lambda: read_state(home, "orphan")["session"]["runtime_seconds"] > 0, timeout=10)
     os.kill(pid, signal.SIGSTOP)  # frozen, its parent-death SIGTERM stays pending: a real orphan
+    # a checkpoint that saw it frozen: from then on, no CPU tick means nothing streamed
+    wait_for(lambda: read_state(home, "orphan")["session"]["ffmpeg_frozen"] is True, timeout=10)
     sup.kill()
     sup.wait()
     time.sleep(0.2)
@@ -236,4 +238,4 @@ def test_restart_after_supervisor_kill_stops_the_orphan_first(
     assert st["runtime_seconds"] == pytest.approx(8.0, abs=0.2)
     recorded = sum(no_leftovers.durations("orphan-streamkey"))
     print(f"FIGURE frozen-orphan-resume: {recorded:.2f} s recorded of an 8 s budget")
-    assert 8.0 - 1.0 <= recorded <= 8.5
+    assert 8.0 - 2.0 <= recorded <= 8.5  # what a frozen ffmpeg had buffered may never arrive

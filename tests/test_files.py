@@ -117,5 +117,10 @@ def test_state_total_runtime_counts_the_checkpointed_session() -> None:
     st = StreamState(name="x", budget_seconds=100.0, runtime_seconds=30.0, status="live")
     st.session = OpenSession(started_at=0.0, t_arg=70.0, runtime_seconds=10.0, checkpoint_at=50.0)
     assert st.total_runtime() == 40.0
-    assert st.total_runtime(now=53.0) == 43.0
-    assert st.remaining(now=53.0) == 57.0
+    # extrapolated past the checkpoint at its rate (1 for old files), at most HORIZON: the supervisor
+    # never counts less than that, so a reader is never taken back
+    assert st.total_runtime(now=50.5) == 40.5
+    assert st.total_runtime(now=53.0) == 41.0
+    assert st.remaining(now=53.0) == 59.0
+    st.session.rate = 0.5
+    assert st.total_runtime(now=53.0) == 40.5

@@ -52,10 +52,10 @@ def test_status_and_the_supervisor_read_the_same_limit_from_the_state() -> None:
         name="s", status=Status.LIVE.value, budget_seconds=100.0, until=None, runtime_seconds=40.0
     )
     st.session = OpenSession(started_at=0.0, t_arg=60.0, runtime_seconds=10.0, checkpoint_at=50.0)
-    assert st.remaining(now=53.0) == pytest.approx(100.0 - 40.0 - 10.0 - 3.0)  # live: extrapolated
+    assert st.remaining(now=53.0) == pytest.approx(100.0 - 40.0 - 10.0 - 1.0)  # live: extrapolated 1 s
     assert st.limit.remaining(st.total_runtime(), None) == 50.0
     st.until = 60.0
-    assert st.remaining(now=53.0) == pytest.approx(7.0)
+    assert st.remaining(now=53.0) == pytest.approx(7.0)  # the deadline is nearer
     assert st.limit.reason(st.total_runtime(53.0), 53.0) == StopReason.DEADLINE_REACHED
 
 

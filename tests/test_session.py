@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -143,10 +144,33 @@ def test_the_backup_timer_waits_for_a_slow_session_and_stops_one_past_its_t() ->
     first = timer
     first.fn()
     assert child.stops == 0 and s._timer is not first  # re-armed, not stopped
-    assert s._timer.interval == pytest.approx((60.0 - 24.8) / 0.4 + 2.0, abs=1.0)
+    # when -t should be reached at this rate (90 s away), but at most a stall timeout (15 s) from now
+    assert s._timer.interval == 15.0
     child.progress(62.5)  # ffmpeg ignores its -t
     s._timer.fn()
     assert child.stops == 1 and events[-1].kind == Kind.TIMER_FIRED
+
+
+def test_the_backup_timer_never_waits_past_the_deadline() -> None:
+    s, now, child, timer, events, _ = session(stall_timeout=60.0)
+    s.spec = replace(s.spec, until=now[0] + 70.0)  # the deadline, 70 s after launch
+    for _ in range(62):
+        now[0] += 1.0
+        child.progress((now[0] - 100.0) * 0.4)
+    timer.fn()
+    assert child.stops == 0 and s._timer.interval == pytest.approx(8.0 + 2.0)  # deadline + margin
+    now[0] += 10.0
+    child.progress(30.0)
+    s._timer.fn()  # past the deadline: stopped, slow or not
+    assert child.stops == 1 and events[-1].kind == Kind.TIMER_FIRED
+
+
+def test_a_timer_callback_after_close_arms_nothing() -> None:
+    s, _now, child, timer, _, _ = session()
+    child.progress(10.0)
+    s.close(End.STOPPED, s.stop())
+    timer.fn()
+    assert s._timer is timer and child.stops == 1
 
 
 def test_a_sustained_slow_rate_is_reported_once_and_shown() -> None:

@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from streamctl.errors import StreamctlError
-from streamctl.run.process import ProcessIdentity, stop_foreign
+from streamctl.run.process import ProcessIdentity, cpu_ticks, stop_foreign
 from streamctl.run.recovery import (
     orphan_streamed,
     session_process,
@@ -61,6 +61,8 @@ def sweep_one(paths: Paths, store: StateStore, name: str, grace: float, now: flo
             # An orphan with time left streams on, adopted: credited so far, so a later sweep ends it on time
             first = s.orphaned_at is None
             s.runtime_seconds, s.checkpoint_at = round(orphan_streamed(s, now), 3), now
+            s.checkpoint_mono = time.monotonic() if s.boot_id is not None else None
+            s.ffmpeg_cpu, s.ffmpeg_frozen = cpu_ticks(s.ffmpeg_pid or 0), False  # it streams: adopted
             s.orphaned_at = s.orphaned_at or now
             if first:
                 action = Action(name, "adopted_orphan", f"pid {s.ffmpeg_pid} streams without a supervisor")

@@ -91,5 +91,6 @@ class SessionMeter:
         if self._promise is not None:
             at, streamed, rate = self._promise
             value = max(value, streamed + rate * min(max(0.0, now - at), HORIZON))
-        self._shown = min(self.cap, max(self._shown, value))
+        # -t caps what is extrapolated, never what ffmpeg reports: an overrun is counted in full
+        self._shown = max(self._out_time, min(self.cap, max(self._shown, value)))
         return self._shown

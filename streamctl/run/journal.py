@@ -15,7 +15,7 @@ from typing import Any, NoReturn, Protocol
 
 from streamctl.errors import BudgetSpent
 from streamctl.run.events import Emitter, Kind
-from streamctl.run.process import cpu_ticks
+from streamctl.run.process import cpu_ticks, is_stopped
 from streamctl.run.recovery import session_process, settle
 from streamctl.run.session import Result, Session
 from streamctl.store.lifecycle import SessionEnd, Status, StopReason
@@ -26,6 +26,9 @@ from streamctl.store.state import OpenSession, StreamState, iso
 class Store(Protocol):
     def load(self, name: str) -> StreamState | None: ...
     def update(self, name: str, now: float) -> contextlib.AbstractContextManager[StreamState]: ...
+
+
+_ASKED = (StopReason.STOPPED, StopReason.SWEPT)
 
 
 class RunJournal:
@@ -137,6 +140,7 @@ class RunJournal:
                     self._record.checkpoint_mono = time.monotonic()  # as started_mono: for `sweep`
                     if self._record.ffmpeg_pid:
                         self._record.ffmpeg_cpu = cpu_ticks(self._record.ffmpeg_pid)
+                        self._record.ffmpeg_frozen = is_stopped(self._record.ffmpeg_pid)
             st.progress = dict(self._progress)
             st.budget_seconds = self.limit.budget
             st.until = self.limit.until
@@ -171,7 +175,8 @@ class RunJournal:
                 st.last_error = result.cause
             st.stop_request = None
             st.session = record
-            end = SessionEnd.SWEPT if stop_reason == StopReason.SWEPT else result.end
+            # asked to stop (a signal, `stop`, sweep): the history says so, whatever the exit was
+            end = SessionEnd(stop_reason.value) if stop_reason in _ASKED else result.end
             st.close_session(ended, result.streamed, result.rc, end)
             self.committed += result.streamed
             st.runtime_seconds = self.committed

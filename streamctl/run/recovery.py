@@ -88,16 +88,18 @@ def streaming_orphan(s: OpenSession | None) -> ProcessIdentity | None:
 def credit(s: OpenSession, now: float, checkpoint_interval: float = 5.0) -> float:
     """What the session of a supervisor that is gone has streamed by NOW: the one figure that `status`,
     `runtime`, the metrics, `sweep` and the next `start` all use. An orphan that streams is credited up
-    to now; a frozen one that has not used a tick of CPU since the last checkpoint, just that checkpoint
-    (nothing while frozen); else, as `lost_streamed` says."""
+    to now; one that was frozen at the last checkpoint and has not used a tick of CPU since, just that
+    checkpoint (nothing while frozen; ticks alone would not tell: a copy-mode ffmpeg can go a second
+    without one); else, as `lost_streamed` says."""
     from streamctl.run.process import cpu_ticks, is_stopped
 
     ident = session_process(s)
     if ident is not None and ident.alive():
         if not is_stopped(ident.pid):
             return orphan_streamed(s, now)
-        if s.ffmpeg_cpu is not None and cpu_ticks(ident.pid) == s.ffmpeg_cpu:
-            return min(s.t_arg, s.runtime_seconds)  # frozen since before the last checkpoint: not a tick
+        if s.ffmpeg_frozen and s.ffmpeg_cpu is not None and cpu_ticks(ident.pid) == s.ffmpeg_cpu:
+            # frozen at the last checkpoint and not a tick of CPU since: it streamed nothing after it
+            return min(s.t_arg, s.runtime_seconds)
     return lost_streamed(s, now, checkpoint_interval)
 
 

@@ -151,9 +151,10 @@ class Session:
 
     def close(self, end: End, rc: int | None) -> Result:
         """Disarm, join the readers, and count what the session streamed."""
-        self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
+        with self._lock:
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
         if self.proc is not None:
             self.proc.close()  # joins the readers, so _eof_at is final
         with self._lock:
@@ -258,10 +259,17 @@ class Session:
             out_time, rate = self._meter.out_time, self._meter.rate(now)
             # media advanced within the margin: slow, not frozen (a frozen one goes now, not at the stall)
             streaming = now - self._advanced_at < TIMER_MARGIN and rate > 0
-        before_deadline = self.spec.until is None or self.wall() < self.spec.until
-        if streaming and before_deadline and out_time <= self.t_arg + WATCHDOG_SLACK:
-            self._timer = self.timer_factory(timer_delay(self.t_arg, out_time, rate), self._on_timer)
-            self._timer.start()
+        wall, until = self.wall(), self.spec.until
+        if streaming and (until is None or wall < until) and out_time <= self.t_arg + WATCHDOG_SLACK:
+            # look again when -t should be reached, but never later than the deadline, and at least once
+            # a stall timeout: a dip in the rate must not put the next look hours away
+            delay = min(timer_delay(self.t_arg, out_time, rate), self.spec.settings.stall_timeout)
+            if until is not None:
+                delay = min(delay, max(0.0, until - wall) + TIMER_MARGIN)
+            with self._lock:
+                if not self._closed:  # close() cancels under the same lock: no timer outlives the session
+                    self._timer = self.timer_factory(delay, self._on_timer)
+                    self._timer.start()
             return
         self.emit(Kind.TIMER_FIRED)
         self._overran = True

@@ -19,7 +19,11 @@ from streamctl.store.paths import Paths
 
 SCHEMA_VERSION = 1
 KEEP_SESSIONS = 50  # closed sessions kept in the file; `session_count` counts them all
-HORIZON = 6.0  # seconds past a checkpoint that readers extrapolate a live session (checkpoint interval + 1)
+# Seconds past a checkpoint that readers extrapolate a live session. The supervisor never counts less
+# than readers were shown, so this is also what a stall may cost: kept as short as the meter's own
+# extrapolation between progress blocks (accounting.EXTRAPOLATE_MAX); between checkpoints status then
+# counts on at each checkpoint, never back.
+HORIZON = 1.0
 
 
 def iso(ts: float | None) -> str | None:
@@ -47,7 +51,8 @@ class OpenSession:
     started_mono: float | None = None  # CLOCK_MONOTONIC at launch: ages that wall-clock steps do not move
     boot_id: str | None = None  # ...valid only within the same boot
     checkpoint_mono: float | None = None  # CLOCK_MONOTONIC at checkpoint_at (same boot only)
-    ffmpeg_cpu: int | None = None  # ffmpeg's CPU ticks at checkpoint_at: unchanged later means frozen since
+    ffmpeg_cpu: int | None = None  # ffmpeg's CPU ticks at checkpoint_at
+    ffmpeg_frozen: bool | None = None  # ffmpeg was stopped (state T) at checkpoint_at
 
 
 @dataclass
