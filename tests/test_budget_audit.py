@@ -3,12 +3,14 @@ leaves on disk."""
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Rtmp, cli, needs_media, read_state
+from tests.conftest import Rtmp, cli, cli_bg, needs_media, read_state, run_cli
 
 
 @pytest.mark.e2e  # a real `start` process (it execs the supervisor)
@@ -48,12 +50,22 @@ def test_a_deadline_less_than_a_session_away_is_refused_too(home: Path) -> None:
 @needs_media
 def test_an_ffmpeg_at_half_speed_streams_its_budget_in_one_session(home: Path, no_leftovers: Rtmp) -> None:
     """An encode slower than real time (here 0.5x, by ffmpeg's realtime filter) is healthy: one session
-    ends by its own -t with the whole budget at the receiver. It used to be stopped by the backup timer
+    ends by its own -t with the whole budget at the receiver, and the runtime status shows never goes
+    back (it was extrapolated at 1x between checkpoints). It used to be stopped by the backup timer
     armed for the wall time, restarted, and end failed with part of the budget never streamed."""
     source = "testsrc=size=320x240:rate=25,realtime=speed=0.5"
-    r = cli("start", "half", "-q", "--input-format", "lavfi", "--input", source, "--mode", "encode",
-            "--url", no_leftovers.url, "--key", "half-streamkey", "--duration", "5", timeout=90)  # fmt: skip
-    assert r.returncode == 0, r.stderr
+    sup = cli_bg("start", "half", "-q", "--input-format", "lavfi", "--input", source, "--mode", "encode",
+                 "--url", no_leftovers.url, "--key", "half-streamkey", "--duration", "5")  # fmt: skip
+    shown = []  # what status shows while it runs: it must never go back
+    while sup.poll() is None:
+        r = run_cli("status", "half", "--json")
+        rows = json.loads(r.stdout) if r.returncode == 0 else []  # exit 3 until its state exists
+        if rows and rows[0]["status"] in ("live", "starting"):
+            shown.append(rows[0]["runtime_seconds"])
+        time.sleep(0.1)
+    _, err = sup.communicate()
+    assert sup.returncode == 0, err
+    assert len(shown) > 20 and shown == sorted(shown), shown
     st = read_state(home, "half")
     assert (st["stop_reason"], st["session_count"], st["restarts"]) == ("duration_reached", 1, 0)
     assert st["sessions"][0]["end"] == "finished"
