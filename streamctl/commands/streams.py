@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamctl.errors import ConfigRefused, Conflict, NotFound, StreamctlError, UsageError, did_you_mean
 from streamctl.store.config import load_config
@@ -17,6 +17,9 @@ from streamctl.store.fileio import is_locked
 from streamctl.store.lifecycle import Status, StopReason
 from streamctl.store.paths import Paths, validate_name
 from streamctl.store.state import StateStore, StreamState, iso
+
+if TYPE_CHECKING:
+    from streamctl.run.process import ProcessIdentity
 
 WARN_BELOW = 300.0  # seconds: "ending soon"
 
@@ -31,14 +34,20 @@ class View:
     now: float
 
     @cached_property
-    def orphan(self) -> bool:
-        """The supervisor is gone but its ffmpeg still streams (pid, start time and command line match;
-        a frozen one does not stream)."""
+    def left_behind(self) -> ProcessIdentity | None:
+        """The ffmpeg of a supervisor that is gone, still alive (pid, start time and command line match)."""
         if self.supervised or self.state.session is None:
-            return False
-        from streamctl.run.recovery import streaming_orphan  # psutil: only on this rare path
+            return None
+        from streamctl.run.recovery import alive_process  # psutil: only on this rare path
 
-        return streaming_orphan(self.state.session) is not None
+        return alive_process(self.state.session)
+
+    @cached_property
+    def orphan(self) -> bool:
+        """The supervisor is gone but its ffmpeg still streams (a frozen one does not)."""
+        from streamctl.run.process import is_stopped
+
+        return self.left_behind is not None and not is_stopped(self.left_behind.pid)
 
     @cached_property
     def session_runtime(self) -> float | None:
@@ -50,7 +59,7 @@ class View:
         if not self.supervised:
             from streamctl.run.recovery import credit
 
-            return credit(s, self.now)
+            return credit(s, self.now, alive=self.left_behind)
         return self.state.session_runtime(self.now if self.status.running else None)
 
     @property

@@ -15,14 +15,8 @@ import time
 from dataclasses import asdict, dataclass
 
 from streamctl.errors import StreamctlError
-from streamctl.run.process import ProcessIdentity, cpu_ticks, stop_foreign
-from streamctl.run.recovery import (
-    orphan_streamed,
-    session_process,
-    settle,
-    since_checkpoint,
-    streaming_orphan,
-)
+from streamctl.run.process import ProcessIdentity, cpu_ticks, is_stopped, stop_foreign
+from streamctl.run.recovery import alive_process, orphan_streamed, settle, since_checkpoint
 from streamctl.store.fileio import is_locked, locked
 from streamctl.store.lifecycle import StopReason
 from streamctl.store.paths import Paths
@@ -49,13 +43,14 @@ def sweep_one(paths: Paths, store: StateStore, name: str, grace: float, now: flo
         if st is None:
             return None
         s = st.session
-        ident = session_process(s)
-        ffmpeg_alive = ident is not None and ident.alive()
+        ident = alive_process(s)
+        ffmpeg_alive = ident is not None
+        streaming = ident is not None and not is_stopped(ident.pid)  # a frozen one streams nothing
         supervised = is_locked(paths.run_lock(name))
         if (
             not supervised
             and s is not None
-            and streaming_orphan(s) is not None  # a frozen one streams nothing: it is stopped below
+            and streaming  # a frozen one is stopped below
             and not st.limit.spent(st.runtime_seconds + orphan_streamed(s, now), now, SLACK)
         ):
             # An orphan with time left streams on, adopted: credited so far, so a later sweep ends it on time
@@ -68,7 +63,7 @@ def sweep_one(paths: Paths, store: StateStore, name: str, grace: float, now: flo
                 action = Action(name, "adopted_orphan", f"pid {s.ffmpeg_pid} streams without a supervisor")
         elif not supervised and (s is not None or st.status_enum.running):
             reason = StopReason.SWEPT if ffmpeg_alive else StopReason.SUPERVISOR_LOST
-            why = "time up" if streaming_orphan(s) is not None else "frozen"
+            why = "time up" if streaming else "frozen"
             ran, stopped = settle(st, now, reason, grace)
             action = (
                 Action(name, "stopped_orphan", f"pid {stopped}, {why}; {ran:.1f}s credited")

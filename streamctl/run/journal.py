@@ -46,7 +46,6 @@ class RunJournal:
         self.status = Status.OFFLINE
         self.committed = 0.0  # runtime of closed sessions: the authority for the state's runtime
         self.restarts = 0
-        self.session_count = 0
         self.checkpoint_at = 0.0  # monotonic time of the last write
         self._record: OpenSession | None = None  # the open session, as the state keeps it
         self._progress: dict[str, Any] = {}  # the last session's progress, kept through back-off
@@ -62,7 +61,6 @@ class RunJournal:
             if st.session is not None or st.status_enum.running:
                 self._recover(st, now, grace, checkpoint_interval)
             self.committed = st.runtime_seconds
-            self.session_count = st.session_count
             remaining = self.limit.left(self.committed, now)
             started = remaining >= min_session
             if started:
@@ -181,7 +179,6 @@ class RunJournal:
             self.committed += result.streamed
             st.runtime_seconds = self.committed
             st.session_count += 1
-            self.session_count = st.session_count
             st.last_exit_code = result.rc
         self.emit(
             Kind.SESSION_ENDED,

@@ -70,31 +70,26 @@ def orphan_streamed(s: OpenSession, now: float) -> float:
     return _credit(s, now, None)
 
 
-def streaming_orphan(s: OpenSession | None) -> ProcessIdentity | None:
-    """The recorded ffmpeg of S if it runs and is not frozen (SIGSTOP, state T): one that could stream.
-
-    Process state is what tells: a frozen ffmpeg sends nothing, and with the parent-death signal (see
-    run/process.py) it ends as soon as it is thawed, so it never streams again. CPU time or the socket's
-    acknowledged bytes would tell too, but need two readings apart in time; the state needs one.
-    """
-    from streamctl.run.process import is_stopped
-
+def alive_process(s: OpenSession | None) -> ProcessIdentity | None:
+    """The recorded ffmpeg of S if it is still alive, frozen or not. Whether it streams is then its
+    process state: a frozen (SIGSTOP, state T) ffmpeg sends nothing, and with the parent-death signal
+    (run/process.py) it ends as soon as it is thawed."""
     ident = session_process(s)
-    if ident is None or not ident.alive() or is_stopped(ident.pid):
-        return None
-    return ident
+    return ident if ident is not None and ident.alive() else None
 
 
-def credit(s: OpenSession, now: float, checkpoint_interval: float = 5.0) -> float:
+def credit(
+    s: OpenSession, now: float, checkpoint_interval: float = 5.0, alive: ProcessIdentity | None = None
+) -> float:
     """What the session of a supervisor that is gone has streamed by NOW: the one figure that `status`,
     `runtime`, the metrics, `sweep` and the next `start` all use. An orphan that streams is credited up
     to now; one that was frozen at the last checkpoint and has not used a tick of CPU since, just that
     checkpoint (nothing while frozen; ticks alone would not tell: a copy-mode ffmpeg can go a second
-    without one); else, as `lost_streamed` says."""
+    without one); else, as `lost_streamed` says. ALIVE: `alive_process(s)`, when the caller has it."""
     from streamctl.run.process import cpu_ticks, is_stopped
 
-    ident = session_process(s)
-    if ident is not None and ident.alive():
+    ident = alive if alive is not None else alive_process(s)
+    if ident is not None:
         if not is_stopped(ident.pid):
             return orphan_streamed(s, now)
         if s.ffmpeg_frozen and s.ffmpeg_cpu is not None and cpu_ticks(ident.pid) == s.ffmpeg_cpu:
@@ -116,9 +111,9 @@ def settle(
     s = st.session
     ran, stopped = 0.0, None
     if s is not None:
-        ran = credit(s, now, checkpoint_interval)
-        ident = session_process(s)
-        if ident is not None and ident.alive():  # frozen or not: it must go before anything else runs
+        ident = alive_process(s)
+        ran = credit(s, now, checkpoint_interval, ident)
+        if ident is not None:  # frozen or not: it must go before anything else runs
             stopped = ident.pid
             stop_foreign(ident, grace)
     close_lost(st, now, ran, reason)

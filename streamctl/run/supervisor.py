@@ -87,10 +87,6 @@ class Supervisor:
     def status(self) -> Status:
         return self.journal.status
 
-    @property
-    def restarts(self) -> int:
-        return self.journal.restarts
-
     def streamed(self) -> float:
         """Runtime so far: closed sessions plus the open one."""
         s = self.session
