@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Rtmp, cli, gone, needs_media, read_state, run_cli
+from tests.conftest import Rtmp, cli, gone, needs_media, read_state, run_cli, wait_for
 
 pytestmark = [pytest.mark.e2e, needs_media]
 REFUSED = "the ingest refused the stream: check the stream key and the application name in the URL"
@@ -45,7 +45,8 @@ def test_detach_warns_when_the_first_attempt_fails(home: Path, media: Path, no_l
         assert "w-key-1234" not in out + err
     finally:
         assert run_cli("stop", "w").returncode == 0
-    assert gone(pid)
+    # `stop` returns once the run has ended (its lock released); the process exits a moment later
+    wait_for(lambda: gone(pid), timeout=10)
 
 
 def test_detach_to_the_live_app_prints_only_the_started_line(
