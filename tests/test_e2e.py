@@ -239,3 +239,33 @@ def test_restart_after_supervisor_kill_stops_the_orphan_first(
     recorded = sum(no_leftovers.durations("orphan-streamkey"))
     print(f"FIGURE frozen-orphan-resume: {recorded:.2f} s recorded of an 8 s budget")
     assert 8.0 - 2.0 <= recorded <= 8.5  # what a frozen ffmpeg had buffered may never arrive
+
+
+def test_a_frozen_orphan_thawed_before_the_next_start_ends_and_the_budget_is_kept(
+    home: Path, media: Path, no_leftovers: Rtmp
+) -> None:
+    """Supervisor killed while its ffmpeg is frozen, then the ffmpeg is thawed (no sweep): the pending
+    parent-death SIGTERM ends it at once, and the next start credits at most one checkpoint interval past
+    the last checkpoint (early, never late)."""
+    sup = cli_bg(*start_args("thaw", media, no_leftovers, "8s"))
+    pid = live_ffmpeg_pid(home, "thaw")
+    wait_for(lambda: read_state(home, "thaw")["session"]["runtime_seconds"] > 0, timeout=10)
+    os.kill(pid, signal.SIGSTOP)
+    wait_for(lambda: read_state(home, "thaw")["session"]["ffmpeg_frozen"] is True, timeout=10)
+    sup.kill()
+    sup.wait()
+    checkpoint = read_state(home, "thaw")["session"]["runtime_seconds"]
+    time.sleep(2.0)  # frozen for a while, uncredited
+    os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: gone(pid), timeout=5)  # the parent-death SIGTERM was pending
+    new_recording_second(no_leftovers, "thaw-streamkey")
+    r = cli(*start_args("thaw", media, no_leftovers, "8s"))
+    assert r.returncode == 0, r.stderr
+    st = read_state(home, "thaw")
+    first = st["sessions"][0]
+    assert first["end"] == "supervisor_lost"
+    assert checkpoint <= first["runtime_seconds"] <= checkpoint + 5.0 + 1.0 + 0.01
+    assert st["runtime_seconds"] == pytest.approx(8.0, abs=0.2)
+    recorded = sum(no_leftovers.durations("thaw-streamkey"))
+    print(f"FIGURE frozen-orphan-thawed: {recorded:.2f} s recorded of an 8 s budget")
+    assert 8.0 - 6.5 <= recorded <= 8.0 + 0.5
