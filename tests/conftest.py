@@ -322,7 +322,7 @@ class FakeFfmpeg:
     def poll(self) -> int | None:
         now = min(self.clock(), self.end)
         ended = now >= self.end
-        if now != getattr(self, "_last", None):  # one progress block per tick, like ffmpeg's 0.5 s period
+        if now != getattr(self, "_last", None):  # one progress block per tick, like ffmpeg's 1 s period
             self._last = now
             media = min(self.t_arg, max(0.0, now - getattr(self, "start_media", self.start)))
             self.on_line(f"out_time_us={int(media * 1e6)}")

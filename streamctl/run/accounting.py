@@ -1,7 +1,7 @@
 """Runtime accounting: how much of the budget a session and the whole stream have streamed.
 
 Streamed time is media time sent, read from ffmpeg's `-progress` (`out_time_us`), the same clock `-t`
-counts in. Between progress blocks (every 0.5 s) it is extrapolated at the measured media rate, at most
+counts in. Between progress blocks (every second) it is extrapolated at the measured media rate, at most
 EXTRAPOLATE_MAX seconds, so a crash between two blocks is not undercounted and a hang is not overcounted.
 Until the first block nothing is counted: ffmpeg writes none before it has connected, so a handshake that
 hangs must not use up the budget. A session that nevertheless ends normally (exit 0) without a single
@@ -18,6 +18,7 @@ from streamctl.store.state import HORIZON
 EXTRAPOLATE_MAX = 1.0  # seconds past the last progress block still counted as streamed
 
 
+FRESH = EXTRAPOLATE_MAX + 0.5  # a block this old is still the latest of a stream in flow (1 s period)
 RATE_WINDOW = 4.0  # seconds of progress over which the media rate (media s per wall s) is measured
 
 
@@ -73,7 +74,7 @@ class SessionMeter:
         HORIZON), and the meter will not report less."""
         streamed = self.streamed(now)
         fresh = (
-            self._block_at is not None and len(self._samples) >= 2 and now - self._block_at <= EXTRAPOLATE_MAX
+            self._block_at is not None and len(self._samples) >= 2 and now - self._block_at <= FRESH
         )
         # promise only what media flowing right now would give: nothing before progress, after the end, or
         # once blocks stop coming (a frozen ffmpeg), so a stall costs at most one checkpoint interval

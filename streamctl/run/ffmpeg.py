@@ -13,7 +13,7 @@ from streamctl.errors import EnvironmentProblem, UsageError
 from streamctl.masking import MASK, is_stream_url, mask_text, mask_url, url_secrets
 from streamctl.store.config import StreamSpec
 
-STATS_PERIOD = 0.5
+STATS_PERIOD = 1.0  # a progress block a second: the reader's one wake-up a second
 
 
 def find_ffmpeg(cli: str | None = None, configured: str | None = None) -> tuple[str, str]:

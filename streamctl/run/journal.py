@@ -15,7 +15,7 @@ from typing import Any, NoReturn, Protocol
 
 from streamctl.errors import BudgetSpent
 from streamctl.run.events import Emitter, Kind
-from streamctl.run.process import cpu_ticks, is_stopped
+from streamctl.run.process import proc_stat
 from streamctl.run.recovery import session_process, settle
 from streamctl.run.session import Result, Session
 from streamctl.store.lifecycle import SessionEnd, Status, StopReason
@@ -25,10 +25,16 @@ from streamctl.store.state import OpenSession, StreamState, iso
 
 class Store(Protocol):
     def load(self, name: str) -> StreamState | None: ...
-    def update(self, name: str, now: float) -> contextlib.AbstractContextManager[StreamState]: ...
+    def update(
+        self, name: str, now: float, durable: bool = True
+    ) -> contextlib.AbstractContextManager[StreamState]: ...
 
 
 _ASKED = (StopReason.STOPPED, StopReason.SWEPT)
+# A checkpoint that changes nothing but the figures is fsync'd once in this many seconds: the fsyncs were
+# most of the supervisor's wake-ups. Between them a checkpoint is still atomic for every process (what a
+# killed supervisor leaves is exact); only a power cut can take the state back to the last durable one.
+DURABLE_EVERY = 30.0
 
 
 class RunJournal:
@@ -47,6 +53,7 @@ class RunJournal:
         self.committed = 0.0  # runtime of closed sessions: the authority for the state's runtime
         self.restarts = 0
         self.checkpoint_at = 0.0  # monotonic time of the last write
+        self._durable_at = 0.0  # ... and of the last fsync'd one
         self._record: OpenSession | None = None  # the open session, as the state keeps it
         self._progress: dict[str, Any] = {}  # the last session's progress, kept through back-off
 
@@ -108,7 +115,8 @@ class RunJournal:
     ) -> StreamState:
         """Write the run's view (and SESSION's figures) under the state lock; move to NEW when given."""
         now, mono = self.wall(), self.clock()
-        with self.store.update(self.name, now) as st:
+        durable = new is not None or error is not None or mono - self._durable_at >= DURABLE_EVERY
+        with self.store.update(self.name, now, durable) as st:
             if st.status != self.status.value:
                 # We hold the run lock: this stream's status is ours. Another process wrote over it.
                 self.emit(Kind.STATE_RESTORED, found=st.status, restored=self.status.value)
@@ -137,14 +145,17 @@ class RunJournal:
                     self._record.checkpoint_at = now
                     self._record.checkpoint_mono = time.monotonic()  # as started_mono: for `sweep`
                     if self._record.ffmpeg_pid:
-                        self._record.ffmpeg_cpu = cpu_ticks(self._record.ffmpeg_pid)
-                        self._record.ffmpeg_frozen = is_stopped(self._record.ffmpeg_pid)
+                        stat = proc_stat(self._record.ffmpeg_pid)
+                        self._record.ffmpeg_frozen = stat is not None and stat[0]
+                        self._record.ffmpeg_cpu = None if stat is None else stat[1]
             st.progress = dict(self._progress)
             st.budget_seconds = self.limit.budget
             st.until = self.limit.until
             st.restarts = self.restarts
             st.session = self._record
             self.checkpoint_at = mono
+            if durable:
+                self._durable_at = mono
             return st
 
     def due(self, interval: float) -> bool:

@@ -214,23 +214,27 @@ def _with_parent_death_signal(argv: list[str]) -> list[str]:
     return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else argv
 
 
-def cpu_ticks(pid: int) -> int | None:
-    """PID's CPU time (user + system, in clock ticks), None if it cannot be read."""
+def proc_stat(pid: int) -> tuple[bool, int] | None:
+    """(frozen, CPU ticks) of PID from one read of /proc/PID/stat, None if it cannot be read. Frozen: a
+    SIGSTOPped process (state T or t) streams nothing and cannot read `q`; ticks: user + system time."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             fields = f.read().rsplit(b")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
+        return fields[0] in (b"T", b"t"), int(fields[11]) + int(fields[12])
     except (OSError, IndexError, ValueError):
         return None
 
 
+def cpu_ticks(pid: int) -> int | None:
+    """PID's CPU time (user + system, in clock ticks), None if it cannot be read."""
+    st = proc_stat(pid)
+    return None if st is None else st[1]
+
+
 def is_stopped(pid: int) -> bool:
     """True for a SIGSTOPped (frozen) process: it streams nothing and cannot read `q`."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] in (b"T", b"t")
-    except (OSError, IndexError):
-        return False
+    st = proc_stat(pid)
+    return st is not None and st[0]
 
 
 def _pump(stream: IO[bytes], sink: Callable[[str], None], on_eof: Callable[[], None] | None) -> None:

@@ -89,6 +89,8 @@ class Session:
         self._eof_at: float | None = None  # when ffmpeg closed its stdout: the session's end
         self._stderr: deque[str] = deque(maxlen=STDERR_TAIL)
         self._backlog = BacklogWatch(window=min(4.0, spec.settings.stall_timeout))
+        self._probe_lock = threading.Lock()  # the probe is called from the reader and the loop
+        self._sampled_at: float | None = None
         self._overran = False  # the timer or watchdog stopped it for running past its time
         self._jammed = False
         self._media_seen = False
@@ -203,17 +205,39 @@ class Session:
         """ffmpeg closed its stdout: its exit is a moment away."""
         return self._eof_at is not None
 
+    def due_in(self, until: float | None) -> float:
+        """Seconds until the clock alone could change the verdict (the stall rule, the deadline): the
+        loop need not look sooner unless woken."""
+        with self._lock:
+            left = self.spec.settings.stall_timeout - (self.clock() - self._advanced_at)
+        if until is not None:
+            left = min(left, until + TIMER_MARGIN - self.wall())
+        return max(0.0, left)
+
+    def _sample_backlog(self, now: float) -> None:
+        # with several destinations the queues of all connections add up: the rule is for one ingest
+        with self._probe_lock:
+            queued = None if self.spec.also or self.proc is None else self.probe_backlog(self.proc.pid)
+            with self._lock:
+                self._backlog.sample(now, queued)
+                self._sampled_at = now
+
+    def _jam(self) -> tuple[float, int] | None:
+        """Call with the lock held."""
+        sent, media = self._progress.get("total_size"), self._progress.get("out_time")
+        return self._backlog.hung(sent / media if sent and media else 0.0)
+
     def check(self, until: float | None) -> Verdict:
         """The watchdog's verdict now; an OVERRAN, JAMMED or STALLED one is also announced as an event."""
         assert self.proc is not None
         now = self.clock()
+        if self._sampled_at is None or now - self._sampled_at >= 1.5:
+            self._sample_backlog(now)  # no progress block sampled it lately (ffmpeg may be blocked)
         with self._lock:
             rate = self._meter.rate(now) if self._meter.has_progress else 1.0
             quiet = now - self._advanced_at
-            sent, media = self._progress.get("total_size"), self._progress.get("out_time")
-        # with several destinations the queues of all connections add up: the rule is for one ingest
-        self._backlog.sample(now, None if self.spec.also else self.probe_backlog(self.proc.pid))
-        jam = self._backlog.hung(sent / media if sent and media else 0.0)
+            media = self._progress.get("out_time")
+            jam = self._jam()
         v = verdict(
             Readings(
                 t_arg=self.t_arg,
@@ -292,9 +316,13 @@ class Session:
                 "out_time": block.out_time,
                 "total_size": block.total_size,
             }
-        if block.ended or (block.out_time and not self._media_seen):
+        # the send queue is sampled with each block, so the loop need not wake just to sample it
+        self._sample_backlog(now)
+        with self._lock:
+            alarm = self._jam() is not None or self._meter.out_time > self.t_arg + WATCHDOG_SLACK
+        if alarm or block.ended or (block.out_time and not self._media_seen):
             self._media_seen = True
-            self.woke()  # go live, or notice the end, without waiting for the next tick
+            self.woke()  # go live, notice the end, or act on a verdict, without waiting for the next tick
 
     def _on_eof(self) -> None:
         with self._lock:

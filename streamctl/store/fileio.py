@@ -32,9 +32,12 @@ def ensure_private_dir(path: Path) -> None:
         raise FileError(f"cannot create folder {path}: {e.strerror}") from None
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+def atomic_write(path: Path, data: bytes, mode: int = 0o600, durable: bool = True) -> None:
     """Write DATA to PATH so readers see the old or the new file, never a mix.
 
+    DURABLE: fsync the file and the folder, so a power cut keeps the new file too. Without it the write
+    is still atomic for every process (a crash of ours, of another reader), only not yet on disk: for
+    the supervisor's frequent checkpoints, which also write a durable one every so often (journal.py).
     MODE 0600 (ours: config, state, logs) goes in a 0700 folder; a file others must read (a systemd
     unit, a cron file: no secret in them) gets its folder made 0755 instead."""
     import tempfile  # only writers need it; keeps read-only commands quick to start
@@ -55,14 +58,16 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
             f.flush()
             if mode != 0o600:
                 os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
         tmp = None
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
+        if durable:
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)  # make the rename itself durable
+            finally:
+                os.close(dir_fd)
     except OSError as e:
         raise FileError(f"cannot write {path}: {e.strerror}") from None
     finally:

@@ -220,19 +220,20 @@ class StateStore:
                 f"Fix it, or delete it to forget the stream's runtime"
             ) from None
 
-    def save(self, state: StreamState, now: float) -> None:
+    def save(self, state: StreamState, now: float, durable: bool = True) -> None:
         state.updated_at = now
-        atomic_write(self.paths.state_file(state.name), state.to_json())
+        atomic_write(self.paths.state_file(state.name), state.to_json(), durable=durable)
 
     @contextlib.contextmanager
-    def update(self, name: str, now: float) -> Iterator[StreamState]:
-        """Read-modify-write under the stream's state lock. Nothing is written if the block raises."""
+    def update(self, name: str, now: float, durable: bool = True) -> Iterator[StreamState]:
+        """Read-modify-write under the stream's state lock. Nothing is written if the block raises.
+        DURABLE: as `atomic_write` says."""
         with locked(self.paths.state_lock(name)):
             st = self.load(name) or StreamState(name=name)
             before = st.as_dict()
             yield st
             if st.as_dict() != before:  # a no-op update leaves the file as it was
-                self.save(st, now)
+                self.save(st, now, durable)
 
     def names(self) -> list[str]:
         d = self.paths.state_dir
@@ -255,7 +256,7 @@ class MemoryStore:
         return None if data is None else StreamState.from_dict(StreamState.from_dict(data).as_dict())
 
     @contextlib.contextmanager
-    def update(self, name: str, now: float) -> Iterator[StreamState]:
+    def update(self, name: str, now: float, durable: bool = True) -> Iterator[StreamState]:
         st = self.load(name) or StreamState(name=name)
         before = st.as_dict()
         yield st
