@@ -111,7 +111,8 @@ class SendQueue:
         self._seq += 1
         body = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, _ESTABLISHED if dump else 0xFFFFFFFF)
         flags = _NLM_F_REQUEST | (_NLM_F_DUMP if dump else 0)
-        header = struct.pack("=IHHII", 16 + len(body) + len(sockid), _SOCK_DIAG_BY_FAMILY, flags, self._seq, 0)
+        size = 16 + len(body) + len(sockid)
+        header = struct.pack("=IHHII", size, _SOCK_DIAG_BY_FAMILY, flags, self._seq, 0)
         self._socket().send(header + body + sockid)
         return self._seq
 
