@@ -73,9 +73,7 @@ class SessionMeter:
         """(streamed, rate) for a checkpoint: readers may show streamed + rate x (time since, at most
         HORIZON), and the meter will not report less."""
         streamed = self.streamed(now)
-        fresh = (
-            self._block_at is not None and len(self._samples) >= 2 and now - self._block_at <= FRESH
-        )
+        fresh = self._block_at is not None and len(self._samples) >= 2 and now - self._block_at <= FRESH
         # promise only what media flowing right now would give: nothing before progress, after the end, or
         # once blocks stop coming (a frozen ffmpeg), so a stall costs at most one checkpoint interval
         rate = self.rate(now) if fresh and not self._ended else 0.0
