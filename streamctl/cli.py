@@ -66,6 +66,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+# cli_fast runs the read commands without this callback: it must do nothing but its eager options.
 @app.callback()
 def _root(
     version: Annotated[
@@ -445,6 +446,14 @@ def install_service(
 
 
 def main() -> None:
+    """The console script of an install made before cli_fast: the fast read commands all the same."""
+    from streamctl.cli_fast import main as fast_main
+
+    fast_main()
+
+
+def typer_main() -> None:
+    """Every command through the Typer app (cli_fast.main comes here for all it does not parse itself)."""
     with reported():
         try:
             rv = app(standalone_mode=False)
