@@ -14,6 +14,9 @@ from typing import Any
 
 from streamctl.errors import EXIT_USAGE, StreamctlError, error_line
 
+# store.config.Settings().grace, which `sweep` defaults to, without importing the config module for it
+# (a test holds the two equal).
+DEFAULT_GRACE = 5.0
 YELLOW = "\x1b[33m"  # what typer.secho(fg="yellow") wrote
 RESET = "\x1b[0m"
 
@@ -118,11 +121,7 @@ def status(names: list[str] | None, as_json: bool, watch: bool, format: str) -> 
 def sweep(as_json: bool, grace: float | None) -> int:
     from streamctl.commands.sweep import sweep as do_sweep
 
-    if grace is None:
-        from streamctl.store.config import Settings
-
-        grace = Settings().grace
-    actions = do_sweep(paths(), grace=grace)
+    actions = do_sweep(paths(), grace=DEFAULT_GRACE if grace is None else grace)
     if as_json:
         print_json([a.as_dict() for a in actions])
         return 0
