@@ -1,3 +1,3 @@
-from streamctl.cli import main
+from streamctl.cli_fast import main
 
 main()

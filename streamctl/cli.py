@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from streamctl import __version__
+from streamctl import __version__, cli_read  # cli_read: the read commands, run by cli_fast too
+from streamctl.cli_read import paths as _paths
+from streamctl.cli_read import print_json as _print_json
+from streamctl.cli_read import warn as _warn
+from streamctl.cli_read import write_flushed as _write_flushed
 from streamctl.errors import EXIT_USAGE, StreamctlError, UsageError, error_line, exit_with, reported
 
 app = typer.Typer(
@@ -42,25 +45,10 @@ Loop = Annotated[bool | None, typer.Option("--loop/--no-loop", help="Loop a file
 Grace = Annotated[float | None, typer.Option(help="Seconds between SIGTERM and SIGKILL (default 5).")]
 
 
-def _paths() -> Any:
-    from streamctl.store.paths import Paths
-
-    return Paths.from_env()
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
-
-
-def _write_flushed(text: str) -> None:
-    """TEXT on stdout at once: a dashboard frame, a followed log line."""
-    sys.stdout.write(text)
-    sys.stdout.flush()
-
-
-def _warn(message: str) -> None:
-    """One warning line on stderr: the command goes on."""
-    sys.stderr.write("streamctl: warning: " + " ".join(message.split()) + "\n")
+def _exit(code: int) -> None:
+    """A read command's exit code, as Typer is told it."""
+    if code:
+        raise typer.Exit(code)
 
 
 def _warn_running(name: str, what: str) -> None:
@@ -78,6 +66,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+# cli_fast runs the read commands without this callback: it must do nothing but its eager options.
 @app.callback()
 def _root(
     version: Annotated[
@@ -141,43 +130,7 @@ def add(
 @app.command("list")
 def list_(as_json: Json = False) -> None:
     """List configured streams (keys are never shown).  Example: streamctl list --json"""
-    from streamctl.durations import format_duration
-    from streamctl.masking import mask_url
-    from streamctl.store.config import load_config
-
-    config = load_config(_paths())
-    rows: list[dict[str, Any]] = []
-    broken = []
-    for name in config.streams:
-        try:
-            spec = config.spec(name)
-        except StreamctlError as e:
-            broken.append(str(e))  # the others are still listed
-            continue
-        rows.append(
-            {
-                "name": name,
-                "input": spec.input,
-                "url": mask_url(spec.output_url, spec.secrets()),
-                "mode": spec.mode,
-                "budget_seconds": spec.budget_seconds,
-            }
-        )
-    if as_json:
-        _print_json(rows)
-        return
-    if not rows and not broken:
-        from streamctl.store.config import old_config_hint
-
-        typer.echo(f"no streams configured in {config.path}{old_config_hint(_paths())}")
-    for r in rows:
-        typer.echo(
-            f"{r['name']}\t{format_duration(r['budget_seconds'])}\t{r['mode']}\t{r['input']} -> {r['url']}"
-        )
-    if broken:
-        for message in broken:
-            sys.stderr.write(error_line(message))
-        raise typer.Exit(EXIT_USAGE)
+    _exit(cli_read.list_(as_json=as_json))
 
 
 @app.command()
@@ -340,31 +293,7 @@ def status(
 
     Examples: streamctl status --watch ; streamctl status --format prometheus > streamctl.prom
     """
-    from streamctl.commands import streams as control
-    from streamctl.output.table import render_status, terminal_width, use_colour
-
-    if format not in ("table", "json", "prometheus"):
-        raise UsageError(f"--format must be table, json or prometheus, got {format!r}")
-    paths = _paths()
-    rows = [v.as_dict() for v in control.views(paths, names or None, warn=_warn)]
-    if as_json or format == "json":
-        _print_json(rows)
-    elif format == "prometheus":
-        from streamctl.output.metrics import prometheus
-
-        sys.stdout.write(prometheus(rows))
-    elif watch:
-        from streamctl.commands.watch import watch_status
-
-        watch_status(
-            rows,
-            lambda warn: [v.as_dict() for v in control.views(paths, names or None, warn=warn)],
-            _write_flushed,
-        )
-    elif not rows:
-        typer.echo("no streams")
-    else:
-        sys.stdout.write(render_status(rows, use_colour(), terminal_width()))
+    _exit(cli_read.status(names=names, as_json=as_json, watch=watch, format=format))
 
 
 @app.command()
@@ -398,15 +327,7 @@ def sweep(
 
     Example, from cron every minute: * * * * * streamctl sweep
     """
-    from streamctl.commands.sweep import sweep as do_sweep
-    from streamctl.store.config import Settings
-
-    actions = do_sweep(_paths(), grace=Settings().grace if grace is None else grace)
-    if as_json:
-        _print_json([a.as_dict() for a in actions])
-        return
-    for a in actions:
-        typer.echo(f"{a.name}: {a.action}: {a.detail}")
+    _exit(cli_read.sweep(as_json=as_json, grace=grace))
 
 
 @app.command()
@@ -415,32 +336,7 @@ def runtime(name: Name, as_json: Json = False) -> None:
 
     Example: streamctl runtime morning --json
     """
-    from streamctl.commands import streams as control
-    from streamctl.durations import format_duration
-
-    d = control.views(_paths(), [name], warn=_warn)[0].as_dict()
-    keys = (
-        "name",
-        "status",
-        "runtime_seconds",
-        "session_runtime_seconds",
-        "budget_seconds",
-        "remaining_seconds",
-        "expected_end",
-        "warning",
-    )
-    info = {k: d[k] for k in keys}
-    if as_json:
-        _print_json(info)
-        return
-    typer.echo(f"{name}: {d['status']}")
-    typer.echo(f"  total runtime:   {format_duration(d['runtime_seconds'])}")
-    typer.echo(f"  current session: {format_duration(d['session_runtime_seconds'])}")
-    typer.echo(f"  budget:          {format_duration(d['budget_seconds'])}")
-    typer.echo(f"  remaining:       {format_duration(d['remaining_seconds'])}")
-    typer.echo(f"  expected end:    {d['expected_end'] or '-'}")
-    if d["warning"]:
-        typer.secho("  warning: under 5 minutes remain", fg="yellow")
+    _exit(cli_read.runtime(name=name, as_json=as_json))
 
 
 @app.command("reset-runtime")
@@ -550,6 +446,14 @@ def install_service(
 
 
 def main() -> None:
+    """The console script of an install made before cli_fast: the fast read commands all the same."""
+    from streamctl.cli_fast import main as fast_main
+
+    fast_main()
+
+
+def typer_main() -> None:
+    """Every command through the Typer app (cli_fast.main comes here for all it does not parse itself)."""
     with reported():
         try:
             rv = app(standalone_mode=False)

@@ -7,8 +7,6 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from streamctl.errors import ConfigRefused, Conflict, NotFound, StreamctlError, UsageError, did_you_mean
@@ -24,43 +22,77 @@ if TYPE_CHECKING:
 WARN_BELOW = 300.0  # seconds: "ending soon"
 
 
-@dataclass
+_UNKNOWN: Any = object()  # a View's figure not looked up yet
+
+
 class View:
-    """A stream as the commands show it, computed from config + state + whether its supervisor runs."""
+    """A stream as the commands show it, computed from config + state + whether its supervisor runs.
 
-    name: str
-    state: StreamState
-    supervised: bool  # a supervisor holds the run lock
-    now: float
+    A plain class, its figures looked up once and only when asked (not a dataclass with cached
+    properties: `status` builds a thousand of them, and those cost more than reading the files)."""
 
-    @cached_property
+    __slots__ = (
+        "_left_behind",
+        "_orphan",
+        "_session_runtime",
+        "_status",
+        "name",
+        "now",
+        "state",
+        "supervised",
+    )
+
+    def __init__(self, name: str, state: StreamState, supervised: bool, now: float) -> None:
+        self.name = name
+        self.state = state
+        self.supervised = supervised  # a supervisor holds the run lock
+        self.now = now
+        self._left_behind: ProcessIdentity | None = _UNKNOWN
+        self._orphan: bool = _UNKNOWN
+        self._session_runtime: float | None = _UNKNOWN
+        self._status: Status = _UNKNOWN
+
+    def __repr__(self) -> str:
+        return f"View({self.name!r}, supervised={self.supervised}, status={self.state.status!r})"
+
+    @property
     def left_behind(self) -> ProcessIdentity | None:
         """The ffmpeg of a supervisor that is gone, still alive (pid, start time and command line match)."""
-        if self.supervised or self.state.session is None:
-            return None
-        from streamctl.run.recovery import alive_process  # psutil: only on this rare path
+        if self._left_behind is _UNKNOWN:
+            self._left_behind = None
+            if not self.supervised and self.state.session is not None:
+                from streamctl.run.recovery import alive_process  # psutil: only on this rare path
 
-        return alive_process(self.state.session)
+                self._left_behind = alive_process(self.state.session)
+        return self._left_behind
 
-    @cached_property
+    @property
     def orphan(self) -> bool:
         """The supervisor is gone but its ffmpeg still streams (a frozen one does not)."""
-        from streamctl.run.process import is_stopped
+        if self._orphan is _UNKNOWN:
+            left = self.left_behind
+            self._orphan = False
+            if left is not None:
+                from streamctl.run.process import is_stopped
 
-        return self.left_behind is not None and not is_stopped(self.left_behind.pid)
+                self._orphan = not is_stopped(left.pid)
+        return self._orphan
 
-    @cached_property
+    @property
     def session_runtime(self) -> float | None:
         """The open session's streamed time now; for a supervisor that is gone, what `start` and `sweep`
         would credit it with (run/recovery.credit), so that every reader gives one figure."""
-        s = self.state.session
-        if s is None:
-            return None
-        if not self.supervised:
-            from streamctl.run.recovery import credit
+        if self._session_runtime is _UNKNOWN:
+            s = self.state.session
+            if s is None:
+                self._session_runtime = None
+            elif not self.supervised:
+                from streamctl.run.recovery import credit
 
-            return credit(s, self.now, alive=self.left_behind)
-        return self.state.session_runtime(self.now if self.status.running else None)
+                self._session_runtime = credit(s, self.now, alive=self.left_behind)
+            else:
+                self._session_runtime = self.state.session_runtime(self.now if self.status.running else None)
+        return self._session_runtime
 
     @property
     def running(self) -> bool:
@@ -68,10 +100,11 @@ class View:
 
     @property
     def status(self) -> Status:
-        s = self.state.status_enum
-        if s.running and not self.running:
-            return Status.OFFLINE  # the state says live but nothing runs: never show a dead stream as live
-        return s
+        if self._status is _UNKNOWN:
+            s = self.state.status_enum
+            # the state says live but nothing runs: never show a dead stream as live
+            self._status = Status.OFFLINE if s.running and not self.running else s
+        return self._status
 
     @property
     def stale(self) -> bool:
@@ -80,21 +113,28 @@ class View:
 
     def as_dict(self) -> dict[str, Any]:
         st, now = self.state, self.now
-        live = self.status.running
-        runtime = st.runtime_seconds + (self.session_runtime or 0.0)
-        # a stream that does not run has no open session to extrapolate, but its deadline still nears
-        remaining = st.limit.remaining(runtime, now if live or st.until is not None else None)
+        status = self.status
+        live = status.running
         session = st.session
-        session_runtime = self.session_runtime if live else None
-        session_start = session.started_at if session is not None and live else None
+        if session is None:  # most streams, most of the time: nothing runs, no session to look at
+            runtime = st.runtime_seconds
+            session_runtime = session_start = None
+        else:
+            runtime = st.runtime_seconds + (self.session_runtime or 0.0)
+            session_runtime = self.session_runtime if live else None
+            session_start = session.started_at if live else None
+        limit = st.limit
+        # a stream that does not run has no open session to extrapolate, but its deadline still nears
+        remaining = limit.remaining(runtime, now if live or st.until is not None else None)
+        progress = st.progress
         return {
             "name": self.name,
-            "status": self.status.value,
+            "status": status.value,
             "supervisor_pid": st.supervisor_pid if self.supervised else None,
             "ffmpeg_pid": session.ffmpeg_pid if session is not None and live else None,
             "budget_seconds": st.budget_seconds,
             "until": iso(st.until),
-            "limit": st.limit.which(runtime, now),
+            "limit": limit.which(runtime, now),
             "runtime_seconds": round(runtime, 3),
             "session_runtime_seconds": round(session_runtime, 3) if session_runtime is not None else None,
             "session_started_at": iso(session_start),
@@ -110,10 +150,10 @@ class View:
             "stop_reason": StopReason.SUPERVISOR_LOST.value if self.stale else st.stop_reason,
             "last_exit_code": st.last_exit_code,
             "last_error": st.last_error,
-            "bitrate": st.progress.get("bitrate") if live else None,
-            "speed": st.progress.get("speed") if live else None,
+            "bitrate": progress.get("bitrate") if live else None,
+            "speed": progress.get("speed") if live else None,
             # sustained slower than real time: the ingest gets less video than it needs
-            "slow": bool(live and st.progress.get("slow")),
+            "slow": bool(live and progress.get("slow")),
             "warning": bool(live and remaining is not None and remaining < WARN_BELOW),
             "orphan": self.orphan,
         }

@@ -12,30 +12,55 @@ A process is only ever signalled when its pid, start time and command line all m
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from streamctl.errors import StreamctlError
-from streamctl.run.process import ProcessIdentity, cpu_ticks, is_stopped, stop_foreign
-from streamctl.run.recovery import alive_process, orphan_streamed, settle, since_checkpoint
-from streamctl.store.fileio import is_locked, locked
-from streamctl.store.lifecycle import StopReason
-from streamctl.store.paths import Paths
 from streamctl.store.state import StateStore
+
+if TYPE_CHECKING:
+    from streamctl.run.process import ProcessIdentity
+    from streamctl.store.paths import Paths
 
 SLACK = 0.5  # seconds of budget left that count as spent (an orphan is not worth keeping for it)
 
 
-@dataclass(frozen=True)
 class Action:
-    name: str
-    action: str  # stopped_orphan | adopted_orphan | stopped_overrun | marked_lost | error
-    detail: str
+    __slots__ = ("action", "detail", "name")
+
+    def __init__(self, name: str, action: str, detail: str) -> None:
+        self.name = name
+        self.action = action  # stopped_orphan | adopted_orphan | stopped_overrun | marked_lost | error
+        self.detail = detail
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Action) and self.as_dict() == other.as_dict()
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.action, self.detail))
+
+    def __repr__(self) -> str:
+        return f"Action({self.name!r}, {self.action!r}, {self.detail!r})"
 
     def as_dict(self) -> dict[str, str]:
-        return asdict(self)
+        return {"name": self.name, "action": self.action, "detail": self.detail}
+
+
+def _idle(store: StateStore, name: str) -> bool:
+    """Nothing to sweep: no session and not running, read without the lock. Most streams most of the
+    time; the state file is replaced whole (atomic_write), so this read is never torn, and a stream that
+    starts meanwhile is what the next sweep sees, as when this one had come a moment earlier."""
+    st = store.load(name)
+    return st is None or (st.session is None and not st.status_enum.running)
 
 
 def sweep_one(paths: Paths, store: StateStore, name: str, grace: float, now: float) -> Action | None:
+    if _idle(store, name):
+        return None  # the locked path below would do nothing either (every branch needs one of the two)
+    from streamctl.run.process import cpu_ticks, is_stopped, stop_foreign
+    from streamctl.run.recovery import alive_process, orphan_streamed, settle, since_checkpoint
+    from streamctl.store.fileio import is_locked, locked
+    from streamctl.store.lifecycle import StopReason
+
     kill: ProcessIdentity | None = None
     action: Action | None = None
     with locked(paths.state_lock(name)):
