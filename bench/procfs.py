@@ -78,6 +78,17 @@ def children(pid: int, name: str | None = None) -> list[int]:
     return out
 
 
+def children_of(parents: list[int], name: str) -> list[int]:
+    """Pids of the direct children named NAME of any of PARENTS, from one pass over /proc (asking psutil
+    for each parent's children would scan every process once per parent)."""
+    want = set(parents)
+    out = []
+    for p in psutil.process_iter(["ppid", "name"]):
+        if p.info["ppid"] in want and p.info["name"] == name:
+            out.append(p.pid)
+    return out
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy, total) seconds of all cores from /proc/stat, for the machine's load over a window."""
     with open("/proc/stat") as f:

@@ -1,11 +1,25 @@
 """streamctl benchmarks: delivered time, stop and restart latency, supervisor costs, CLI latency, scale.
 
-    python bench/run.py            # the whole run (~15 min on 2 cores); --quick for fewer repeats
-    python bench/run.py --only cli # one section: delivered, stop, restart, overhead, cli, scale
+    python bench/run.py                  # every section (~20 min on 2 cores); --quick for a smoke run
+    python bench/run.py --only costs     # one section: delivered, stop, restart, costs, cli, scale
+    python bench/run.py --only costs --seconds 600 --warmup 60   # a longer costs window
+    python bench/run.py --only scale --streams 1,5,10,20,100 --budget 60
 
-Prints a markdown table and writes bench/results/latest.json. Every figure is the median of several
-runs with min and max. Needs ffmpeg, ffprobe and nginx with the RTMP module (as the tests do); the
-supervisord comparison installs supervisor from PyPI into bench/.venv-supervisord on first use.
+Sections (each function's docstring says what it measures and how):
+- delivered: time the receiver got against a 30 s budget, through random SIGSEGVs, against homemade loops;
+- stop: deadline -> a frozen (SIGSTOP) ffmpeg gone; restart: crash -> the new ffmpeg publishing;
+- costs: each supervisor process alone (not its ffmpeg), side by side at the same time with supervisord, a
+  bash restart loop and a waiting Python (the floor): CPU s/h, PSS, wake-ups/s, syscalls/s, as ratios;
+- cli: one call of each read command at 1/100/1000 streams and `supervisorctl status`, interleaved, as
+  ratios to a bare Typer app (the issue's target: <= 0.5x);
+- scale: N streams started together (default 100): delivered error per stream, restarts, trouble in the
+  logs, total PSS and CPU of supervisors and ffmpegs.
+
+Prints a markdown table and writes bench/results/latest.json (sections of earlier runs are kept there,
+each with the run that measured it). The bench reports, it does not assert. Needs ffmpeg, ffprobe and
+nginx with the RTMP module (as the tests do), strace for syscalls (else n/a); the supervisord comparison
+installs supervisor from PyPI into bench/.venv-supervisord on first use. streamctl is whatever
+`python -m streamctl` imports (the cwd first, then PYTHONPATH); the JSON says which.
 """
 
 from __future__ import annotations
@@ -280,13 +294,14 @@ def supervisord_python() -> str:
 
 
 def make_720p(path: Path, seconds: int = 20) -> Path:
-    """A 1280x720 25 fps clip at ~2.5 Mbit/s (libx264 ultrafast, a keyframe every 2 s, AAC 128k)."""
+    """A 1280x720 25 fps clip at ~2.5 Mbit/s (libx264 ultrafast, a keyframe every 2 s, AAC 128k); noise
+    on testsrc2, else the encoder reaches only ~1.5 Mbit/s on so simple a picture."""
     if not path.exists():
         subprocess.run(
             [
-                "ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=1280x720:rate=25",
+                "ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25",
                 "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", str(seconds),
-                "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-b:v", "2400k", "-maxrate", "2500k",
+                "-vf", "noise=alls=12:allf=t", "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-b:v", "2400k", "-maxrate", "2500k",
                 "-bufsize", "5000k", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", str(path),
             ],
             check=True,
@@ -620,9 +635,10 @@ def bench_scale(work: Path, media: Path, counts: list[int], budget: float) -> No
         home = work / f"home-scale-{n}"
         env = {**os.environ, "STREAMCTL_HOME": str(home)}
         names = [f"n{n}s{i}" for i in range(n)]
+        procs: list[subprocess.Popen[bytes]] = []
         try:
             t_start = time.monotonic()
-            procs = [subprocess.Popen([PY, "-m", "streamctl", "start", name, "-q", "--input", str(media), "--url",
+            procs += [subprocess.Popen([PY, "-m", "streamctl", "start", name, "-q", "--input", str(media), "--url",
                                        rtmp.url, "--key", f"scale-key-{n}-{i}", "--duration", f"{budget:g}s"],
                                       env=env) for i, name in enumerate(names)]  # fmt: skip
             not_live = []
@@ -639,7 +655,7 @@ def bench_scale(work: Path, media: Path, counts: list[int], budget: float) -> No
             nginx_pids = [rtmp.proc.pid, *rtmp.worker_pids()] if rtmp.proc else []
             tracker = procfs.Tracker({
                 "supervisors": lambda sups=sups: [p for p in sups if psutil.pid_exists(p)],
-                "ffmpegs": lambda sups=sups: [c for p in sups for c in procfs.children(p, "ffmpeg")],
+                "ffmpegs": lambda sups=sups: procfs.children_of(sups, "ffmpeg"),
                 "nginx": lambda pids=nginx_pids: pids,
             })  # fmt: skip
             # the window: while every stream should still be live (the first ended budget s after it went live)
