@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 import pytest
 
+from streamctl.records import replace
 from streamctl.run.events import Emitter, Event, Kind
 from streamctl.run.session import End, Session
 from streamctl.run.watchdog import Verdict

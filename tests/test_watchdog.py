@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
+from streamctl.records import replace
 from streamctl.run.watchdog import TIMER_MARGIN, WATCHDOG_SLACK, Readings, Verdict, timer_delay, verdict
 
 OK = Readings(t_arg=60.0, out_time=9.5, quiet=0.4, stall_timeout=15.0, past_deadline=False, jammed=False)

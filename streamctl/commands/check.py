@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
 from streamctl.errors import NotFound, StreamctlError, did_you_mean
+from streamctl.records import replace
 from streamctl.store.config import Config, StreamSpec, load_config
 from streamctl.store.paths import Paths, validate_name
 

@@ -15,7 +15,6 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -24,6 +23,11 @@ from streamctl.errors import StreamctlError, error_line, exit_with, reported
 from streamctl.store.config import Settings, StreamSpec
 from streamctl.store.lifecycle import StopReason
 from streamctl.store.paths import Paths
+
+if TYPE_CHECKING:
+    from dataclasses import asdict
+else:
+    from streamctl.records import asdict
 
 if TYPE_CHECKING:
     from streamctl.run.supervisor import Outcome, Supervisor

@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+TYPE_CHECKING = False  # not typing's: the supervisor does without importing typing
+if TYPE_CHECKING:
+    from dataclasses import dataclass, field
+else:
+    from streamctl.records import dataclass, field
 
 
 class Kind(StrEnum):

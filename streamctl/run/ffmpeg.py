@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from streamctl.errors import EnvironmentProblem, UsageError
 from streamctl.masking import MASK, is_stream_url, mask_text, mask_url, url_secrets
+from streamctl.run.process import which
 from streamctl.store.config import StreamSpec
+
+TYPE_CHECKING = False  # not typing's: the supervisor does without importing typing
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:
+    from streamctl.records import dataclass
 
 STATS_PERIOD = 1.0  # a progress block a second: the reader's one wake-up a second
 
@@ -23,11 +28,11 @@ def find_ffmpeg(cli: str | None = None, configured: str | None = None) -> tuple[
     for source, value in (("--ffmpeg", cli), ("STREAMCTL_FFMPEG", os.environ.get("STREAMCTL_FFMPEG")),
                           ("config", configured)):  # fmt: skip
         if value:
-            found = value if os.sep in value else shutil.which(value)
+            found = value if os.sep in value else which(value)
             if found and os.path.isfile(found) and os.access(found, os.X_OK):
                 return found, source
             raise EnvironmentProblem(f"ffmpeg not found: {value!r} (from {source}) is not an executable")
-    on_path = shutil.which("ffmpeg")
+    on_path = which("ffmpeg")
     if on_path:
         return on_path, "PATH"
     try:
@@ -46,7 +51,7 @@ def find_ffmpeg(cli: str | None = None, configured: str | None = None) -> tuple[
 def find_ffprobe(ffmpeg: str) -> str | None:
     """ffprobe beside ffmpeg, else on PATH (the bundled ffmpeg comes without one)."""
     sibling = os.path.join(os.path.dirname(ffmpeg), "ffprobe")
-    return sibling if os.access(sibling, os.X_OK) else shutil.which("ffprobe")
+    return sibling if os.access(sibling, os.X_OK) else which("ffprobe")
 
 
 def _output_format(url: str) -> list[str]:

@@ -46,7 +46,7 @@ def write_concat(source: str, dest: Path) -> Path:
 
 def prepare_input(state_dir: Path, spec: StreamSpec) -> StreamSpec:
     """A folder or list file becomes an ffconcat list beside the state (ffmpeg's concat demuxer)."""
-    from dataclasses import replace
+    from streamctl.records import replace
 
     if spec.input_format is not None or not is_playlist(spec.input):
         return spec

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass, field
+else:
+    from streamctl.records import dataclass, field
 
 if TYPE_CHECKING:
     from streamctl.store.config import Settings

@@ -7,12 +7,11 @@ a tick and stops it when told to. It writes no state: the journal does, from wha
 
 from __future__ import annotations
 
-import secrets
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from streamctl.masking import masked_argv
@@ -35,6 +34,12 @@ from streamctl.run.watchdog import (
 from streamctl.store.config import StreamSpec
 from streamctl.store.lifecycle import SessionEnd
 from streamctl.store.state import OpenSession
+
+TYPE_CHECKING = False  # not typing's: the supervisor does without importing typing
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:
+    from streamctl.records import dataclass
 
 STDERR_TAIL = 20  # ffmpeg stderr lines kept per session, to tell why it failed
 
@@ -107,7 +112,7 @@ class Session:
         """Launch ffmpeg (OSError if it cannot be) and return the record the journal keeps of it."""
         proc = self.proc = self.spawn(self.argv, self._on_progress_line, self._on_log_line, self._on_eof)
         ident = ProcessIdentity.of(proc.pid)
-        salt = secrets.token_hex(8)
+        salt = os.urandom(8).hex()  # not secrets: it would load base64, hmac and more for this
         self.record = OpenSession(
             started_at=self.wall(),
             t_arg=round(self.t_arg, 3),

@@ -13,7 +13,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from streamctl.durations import MIN_SESSION  # remaining budget below this is spent
 from streamctl.run.events import Emitter, Kind, Listener
@@ -30,6 +29,12 @@ from streamctl.store.lifecycle import Status, StopReason
 from streamctl.store.limit import Limit
 from streamctl.store.paths import Paths
 from streamctl.store.state import StateStore
+
+TYPE_CHECKING = False  # not typing's: the supervisor does without importing typing
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:
+    from streamctl.records import dataclass
 
 
 @dataclass(frozen=True)

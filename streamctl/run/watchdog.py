@@ -8,8 +8,13 @@ only media past its -t, the deadline, a jammed ingest or no progress do.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
+
+TYPE_CHECKING = False  # not typing's: the supervisor does without importing typing
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:
+    from streamctl.records import dataclass
 
 TIMER_MARGIN = 2.0  # the backup timer fires this long after the session should have ended (connect time)
 WATCHDOG_SLACK = 2.0  # the watchdog stops a session whose streamed time passed its -t by this much

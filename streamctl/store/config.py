@@ -13,7 +13,6 @@ import math
 import os
 import re
 import stat
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +22,12 @@ from streamctl.errors import ConfigRefused, FileError, NotFound, UsageError, did
 from streamctl.masking import MIN_KEY, STREAM_SCHEMES, url_secrets
 from streamctl.store.fileio import atomic_write, locked
 from streamctl.store.paths import Paths, validate_name
+
+TYPE_CHECKING = False  # not typing's: the supervisor does without importing typing
+if TYPE_CHECKING:
+    from dataclasses import dataclass, field, fields, replace
+else:
+    from streamctl.records import dataclass, field, fields, replace
 
 MODES = ("copy", "encode")
 _BITRATE = re.compile(r"\d+(\.\d+)?[kKmM]?")
@@ -341,7 +346,7 @@ def _budget(table: dict[str, Any]) -> float | None:
 def _settings(table: dict[str, Any], base: Settings) -> Settings:
     """BASE with TABLE's settings keys (already type-checked by check_table)."""
     changes: dict[str, Any] = {}
-    for key in Settings.__dataclass_fields__:
+    for key in (f.name for f in fields(Settings)):
         if key in table:
             kind, value = KEYS[key].kind, table[key]
             if kind == "duration":
@@ -552,7 +557,7 @@ def resolve_spec(paths: Paths, name: str, overrides: dict[str, Any]) -> StreamSp
     """The spec `start` runs: the config entry (if any) with command-line OVERRIDES (None = not given)."""
     validate_name(name)
     given = {k: v for k, v in overrides.items() if v is not None}
-    settings_keys = {f for f in Settings.__dataclass_fields__}
+    settings_keys = {f.name for f in fields(Settings)}
     settings_changes = {k: given.pop(k) for k in list(given) if k in settings_keys}
     config = load_config(paths)
     if name in config.streams:

@@ -7,10 +7,15 @@ the metrics alike, so that none of them can disagree about when time is up.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Literal
 
 from streamctl.store.lifecycle import StopReason
+
+TYPE_CHECKING = False  # not typing's: the supervisor does without importing typing
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:
+    from streamctl.records import dataclass
 
 Which = Literal["budget", "deadline"]
 

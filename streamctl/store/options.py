@@ -8,13 +8,18 @@ once, with the option named; everything else is checked by store/config as for a
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from streamctl.durations import MIN_SESSION, exact_duration, parse_budget, parse_hours
 from streamctl.errors import UsageError
 from streamctl.store.config import env_key, idle_in_copy, key_sources, parse_until
+
+TYPE_CHECKING = False  # not typing's: the supervisor does without importing typing
+if TYPE_CHECKING:
+    from dataclasses import dataclass, fields
+else:
+    from streamctl.records import dataclass, fields
 
 # What only one of the two commands takes: a value given to the other one would be dropped silently.
 ADD_ONLY = ("key_file", "bitrate", "resolution", "fps")

@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from streamctl.errors import UsageError
+
+TYPE_CHECKING = False  # not typing's: the supervisor does without importing typing
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:
+    from streamctl.records import dataclass
 
 CONFIG_NAME = "streamctl.toml"
 # Root's home: a system service's config and state, in the folder the unit's StateDirectory=streamctl

@@ -5,10 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
 from typing import Any
 
 from streamctl.errors import FileError
@@ -16,6 +14,12 @@ from streamctl.store.fileio import atomic_write, locked
 from streamctl.store.lifecycle import SessionEnd, Status, StopReason, check_transition
 from streamctl.store.limit import Limit
 from streamctl.store.paths import Paths
+
+TYPE_CHECKING = False  # not typing's: the supervisor does without importing typing
+if TYPE_CHECKING:
+    from dataclasses import dataclass, field, fields
+else:
+    from streamctl.records import dataclass, field, fields
 
 SCHEMA_VERSION = 1
 KEEP_SESSIONS = 50  # closed sessions kept in the file; `session_count` counts them all
@@ -30,7 +34,11 @@ def iso(ts: float | None) -> str | None:
     """Unix time as ISO 8601 with the local offset (None stays None)."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).astimezone().isoformat(timespec="seconds")
+    # as datetime's isoformat(timespec="seconds") gives it, without loading datetime into the supervisor
+    t = time.localtime(ts)
+    off = t.tm_gmtoff
+    sign, off = ("+" if off >= 0 else "-"), abs(off)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f"{sign}{off // 3600:02d}:{off % 3600 // 60:02d}"
 
 
 @dataclass
@@ -213,6 +221,8 @@ class StateStore:
             # Keep the evidence and refuse to go on: a silent reset would hand out a fresh budget.
             corrupt = path.with_name(path.name + ".corrupt")
             with contextlib.suppress(OSError):
+                import shutil
+
                 shutil.copyfile(path, corrupt)
                 os.chmod(corrupt, 0o600)
             raise FileError(
