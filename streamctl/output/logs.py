@@ -3,9 +3,10 @@ that writes each run event as the log's lines, at the level it deserves."""
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,59 +17,91 @@ from streamctl.run.events import Event, Kind
 from streamctl.store.fileio import ensure_private_dir
 from streamctl.store.state import iso
 
+DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40  # logging's levels, by the same numbers
+_LEVEL_NAMES = {DEBUG: "DEBUG", INFO: "INFO", WARNING: "WARNING", ERROR: "ERROR", 50: "CRITICAL"}
 
-class SecretFilter(logging.Filter):
-    """Replaces every known secret in a record's final message, whatever handler prints it."""
 
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__()
+def _asctime(t: float) -> str:
+    """As logging's default asctime: 2026-12-01 20:00:00,123."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) + f",{int((t - int(t)) * 1000):03d}"
+
+
+class StreamLog:
+    """The stream's log: one line a record in a 0600 file, INFO and up on the console, every known
+    secret masked in the final text. Not `logging`: with what it imports (traceback, linecache,
+    tokenize, string, weakref) it cost each supervisor 0.6 MiB; a terminal's rich console still goes
+    through logging's RichHandler, imported then only. Thread-safe: the reader threads, the timer and
+    the loop all write here."""
+
+    def __init__(self, name: str, log_file: Path, secrets: list[str], console: Any = True) -> None:
         self.secrets = [s for s in secrets if s]
+        ensure_private_dir(log_file.parent)
+        fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._file: Any = os.fdopen(fd, "a", encoding="utf-8")
+        self._lock = threading.Lock()
+        self._plain = console is True and not sys.stderr.isatty()
+        self._rich: Any = None
+        if console is not False and not self._plain:
+            import logging
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = mask_text(record.getMessage(), self.secrets), None
-        return True
+            from rich.console import Console
+            from rich.logging import RichHandler
+
+            rich = logging.getLogger(f"streamctl.stream.{name}")
+            rich.setLevel(INFO)
+            rich.propagate = False
+            for h in list(rich.handlers):
+                rich.removeHandler(h)
+            con = Console(stderr=True) if console is True else console
+            rich.addHandler(RichHandler(console=con, show_path=False, markup=False, rich_tracebacks=False))
+            self._rich = rich
+
+    def log(self, level: int, msg: str, *args: object) -> None:
+        text = mask_text(msg % args if args else msg, self.secrets)
+        now = time.time()
+        name = _LEVEL_NAMES.get(level, f"Level {level}")
+        with self._lock:
+            if self._file is not None:
+                self._file.write(f"{_asctime(now)} {name:<7} {text}\n")
+                self._file.flush()
+            if level >= INFO:
+                if self._plain:
+                    # a file or the journal: one plain line a record (rich would wrap and pad)
+                    sys.stderr.write(f"{_asctime(now)} {name} {text}\n")
+                    sys.stderr.flush()
+                elif self._rich is not None:
+                    self._rich.log(level, "%s", text)
+
+    def debug(self, msg: str, *args: object) -> None:
+        self.log(DEBUG, msg, *args)
+
+    def info(self, msg: str, *args: object) -> None:
+        self.log(INFO, msg, *args)
+
+    def warning(self, msg: str, *args: object) -> None:
+        self.log(WARNING, msg, *args)
+
+    def error(self, msg: str, *args: object) -> None:
+        self.log(ERROR, msg, *args)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            if self._rich is not None:
+                for h in list(self._rich.handlers):
+                    self._rich.removeHandler(h)
+                    h.close()
 
 
-def stream_logger(name: str, log_file: Path, secrets: list[str], console: Any = True) -> logging.Logger:
+def stream_logger(name: str, log_file: Path, secrets: list[str], console: Any = True) -> StreamLog:
     """CONSOLE: True for a new stderr console, False for none, or a rich Console to share (progress bar)."""
-    log = logging.getLogger(f"streamctl.stream.{name}")
-    log.setLevel(logging.DEBUG)
-    log.propagate = False
-    for h in list(log.handlers):
-        log.removeHandler(h)
-        h.close()
-    for f in list(log.filters):
-        log.removeFilter(f)
-    log.addFilter(SecretFilter(secrets))
-
-    ensure_private_dir(log_file.parent)
-    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.close(fd)
-    fh = logging.FileHandler(log_file, encoding="utf-8")
-    fh.setLevel(logging.DEBUG)
-    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
-    log.addHandler(fh)
-    if console is True and not sys.stderr.isatty():
-        # A file or the journal: one plain line a record. Rich would wrap at 80 columns and pad with spaces.
-        plain = logging.StreamHandler(sys.stderr)
-        plain.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        plain.setLevel(logging.INFO)
-        log.addHandler(plain)
-    elif console is not False:
-        from rich.console import Console
-        from rich.logging import RichHandler
-
-        con = Console(stderr=True) if console is True else console
-        ch = RichHandler(console=con, show_path=False, markup=False, rich_tracebacks=False)
-        ch.setLevel(logging.INFO)
-        log.addHandler(ch)
-    return log
+    return StreamLog(name, log_file, secrets, console)
 
 
-def close_logger(log: logging.Logger) -> None:
-    for h in list(log.handlers):
-        log.removeHandler(h)
-        h.close()
+def close_logger(log: StreamLog) -> None:
+    log.close()
 
 
 Line = tuple[int, str]
@@ -77,7 +110,7 @@ Line = tuple[int, str]
 def _run_started(f: dict[str, Any]) -> list[Line]:
     return [
         (
-            logging.INFO,
+            INFO,
             f"supervisor started at {iso(f['at'])}; budget {d(f['budget'])}, already streamed "
             f"{d(f['streamed'])}, deadline {iso(f['until']) or 'none'}, remaining {d(f['remaining'])}; "
             f"expected end {iso(f['at'] + f['remaining'])}",
@@ -87,35 +120,33 @@ def _run_started(f: dict[str, Any]) -> list[Line]:
 
 def _session_started(f: dict[str, Any]) -> list[Line]:
     return [
-        (logging.INFO, f"ffmpeg pid {f['pid']} launched with -t {f['t']:.3f}: {f['cmd']}"),
-        (logging.INFO, f"backup timer scheduled for {iso(f['timer_at'])} (in {d(f['timer_in'])})"),
+        (INFO, f"ffmpeg pid {f['pid']} launched with -t {f['t']:.3f}: {f['cmd']}"),
+        (INFO, f"backup timer scheduled for {iso(f['timer_at'])} (in {d(f['timer_in'])})"),
     ]
 
 
 def _session_ended(f: dict[str, Any]) -> list[Line]:
     lines = [
         (
-            logging.INFO,
+            INFO,
             f"session ended ({f['end']}, exit {f['rc']}) after {d(f['streamed'])} streamed; "
             f"total {d(f['total'])} of {d(f['budget'])}",
         )
     ]
     if f["cause"] is not None:
-        lines.append((logging.WARNING, f"ffmpeg failed: {f['cause']}"))
+        lines.append((WARNING, f"ffmpeg failed: {f['cause']}"))
     return lines
 
 
 def _stalled(f: dict[str, Any]) -> list[Line]:
     at = "never started" if f["out_time"] is None else f"stuck at {f['out_time']:.1f}s"
-    return [
-        (logging.WARNING, f"no media progress for {f['quiet']:.1f}s ({at}); ffmpeg is hung, replacing it")
-    ]
+    return [(WARNING, f"no media progress for {f['quiet']:.1f}s ({at}); ffmpeg is hung, replacing it")]
 
 
 def _restarting(f: dict[str, Any]) -> list[Line]:
     return [
         (
-            logging.WARNING,
+            WARNING,
             f"ffmpeg {f['why']} after {d(f['streamed'])} streamed; restart {f['attempt']}/{f['retries']} "
             f"in {f['delay']:.1f}s with {d(f['remaining'])} remaining",
         )
@@ -126,7 +157,7 @@ def _run_ended(e: Event) -> list[Line]:
     f = e.figures
     return [
         (
-            logging.INFO,
+            INFO,
             f"stopped, reason {e.reason}; streamed {d(f['streamed'])} of {d(f['budget'])} budget "
             f"({d(f['remaining'])} remaining) in {f['sessions']} sessions, {f['restarts']} restarts, "
             f"{d(f['wall'])} wall time",
@@ -137,28 +168,26 @@ def _run_ended(e: Event) -> list[Line]:
 LINES: dict[Kind, Callable[[Event], list[Line]]] = {
     Kind.RUN_STARTED: lambda e: _run_started(e.figures),
     Kind.STATE_RESTORED: lambda e: [
-        (logging.WARNING, f"state said {e.figures['found']}; restoring {e.figures['restored']}")
+        (WARNING, f"state said {e.figures['found']}; restoring {e.figures['restored']}")
     ],
-    Kind.STATUS_CHANGED: lambda e: [(logging.DEBUG, f"{e.figures['old']} -> {e.figures['new']}")],
+    Kind.STATUS_CHANGED: lambda e: [(DEBUG, f"{e.figures['old']} -> {e.figures['new']}")],
     Kind.ORPHAN_STOPPING: lambda e: [
         (
-            logging.WARNING,
+            WARNING,
             f"ffmpeg pid {e.figures['pid']} from an earlier run is still running; stopping it first",
         )
     ],
-    Kind.RECOVERED: lambda e: [
-        (logging.INFO, f"counting {d(e.figures['streamed'])} streamed by the earlier run")
-    ],
-    Kind.LAUNCH_FAILED: lambda e: [(logging.ERROR, f"cannot launch ffmpeg: {e.figures['error']}")],
+    Kind.RECOVERED: lambda e: [(INFO, f"counting {d(e.figures['streamed'])} streamed by the earlier run")],
+    Kind.LAUNCH_FAILED: lambda e: [(ERROR, f"cannot launch ffmpeg: {e.figures['error']}")],
     Kind.SESSION_STARTED: lambda e: _session_started(e.figures),
-    Kind.LIVE: lambda e: [(logging.INFO, "live")],
+    Kind.LIVE: lambda e: [(INFO, "live")],
     Kind.TIMER_FIRED: lambda e: [
-        (logging.WARNING, "backup timer fired, the session is past its time; stopping ffmpeg")
+        (WARNING, "backup timer fired, the session is past its time; stopping ffmpeg")
     ],
-    Kind.OVERRAN: lambda e: [(logging.WARNING, "watchdog: the session is past its time; stopping ffmpeg")],
+    Kind.OVERRAN: lambda e: [(WARNING, "watchdog: the session is past its time; stopping ffmpeg")],
     Kind.INGEST_JAMMED: lambda e: [
         (
-            logging.WARNING,
+            WARNING,
             f"the ingest stopped reading: ffmpeg's send queue grew by {e.figures['grew'] // 1024} KiB in "
             f"{e.figures['seconds']:.1f}s without draining; replacing ffmpeg",
         )
@@ -166,18 +195,18 @@ LINES: dict[Kind, Callable[[Event], list[Line]]] = {
     Kind.STALLED: lambda e: _stalled(e.figures),
     Kind.SLOW: lambda e: [
         (
-            logging.WARNING,
+            WARNING,
             f"ffmpeg streams at {e.figures['rate']:.2f}x real time: the ingest gets less video than it "
             "needs and viewers may see buffering; the session goes on (copy mode, a faster preset or a "
             "lower resolution help)",
         )
     ],
-    Kind.STOPPING: lambda e: [(logging.INFO, f"stopping ffmpeg ({e.figures['source']})")],
+    Kind.STOPPING: lambda e: [(INFO, f"stopping ffmpeg ({e.figures['source']})")],
     Kind.SESSION_ENDED: lambda e: _session_ended(e.figures),
     Kind.RESTARTING: lambda e: _restarting(e.figures),
     Kind.GAVE_UP: lambda e: [
         (
-            logging.ERROR,
+            ERROR,
             f"ffmpeg failed {e.figures['failures']} times in a row (last: {e.figures['last']}); giving up",
         )
     ],
@@ -188,8 +217,8 @@ LINES: dict[Kind, Callable[[Event], list[Line]]] = {
 class LogListener:
     """Writes each event as the stream log's lines: `stream NAME: ...`."""
 
-    def __init__(self, log: logging.Logger) -> None:
-        self.log = log
+    def __init__(self, log: Any) -> None:
+        self.log = log  # a StreamLog, or a logging.Logger (tests): anything with .log(level, msg, *args)
 
     def __call__(self, event: Event) -> None:
         for level, text in LINES[event.kind](event):

@@ -9,7 +9,6 @@ raise: slow work belongs on a queue of its own.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Any
@@ -68,4 +67,6 @@ class Emitter:
             try:
                 listener(event)
             except Exception:
+                import logging  # a bug's path only: the supervisor does without it
+
                 logging.getLogger("streamctl").exception("event listener %r failed", listener)

@@ -8,14 +8,13 @@ The group is killed while the leader is still an unreaped zombie, so its pgid ca
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 TYPE_CHECKING = False  # not typing's: the supervisor does without importing typing
 if TYPE_CHECKING:
@@ -89,8 +88,22 @@ def cmdline(pid: int) -> list[str]:
     return [a.decode("utf-8", "surrogateescape") for a in data.rstrip(b"\0").split(b"\0")] if data else []
 
 
+def _sha256() -> Any:
+    # the interpreter's own sha256: hashlib would load OpenSSL's (0.5 MiB) into every supervisor for
+    # one short digest a session
+    for name in ("_sha2", "_sha256"):  # 3.12+, 3.11
+        try:
+            return __import__(name).sha256
+        except (ImportError, AttributeError):
+            continue
+    from hashlib import sha256
+
+    return sha256
+
+
 def cmd_digest(args: list[str], salt: str) -> str:
-    return hashlib.sha256((salt + "\0" + "\0".join(args)).encode()).hexdigest()
+    digest: str = _sha256()((salt + "\0" + "\0".join(args)).encode()).hexdigest()
+    return digest
 
 
 def stop_foreign(ident: ProcessIdentity, grace: float) -> bool:

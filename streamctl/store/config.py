@@ -7,7 +7,6 @@ wrong types, keys that do nothing in the stream's mode, conflicting key sources.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 import os
@@ -114,6 +113,8 @@ def _type_ok(kind: str, value: Any) -> bool:
     if kind in ("duration", "budget"):
         return number or isinstance(value, str)
     if kind == "datetime":
+        import datetime as dt  # the config's readers only: not the supervisor's memory
+
         return isinstance(value, str | dt.datetime)
     if kind == "urls":
         return isinstance(value, list) and all(isinstance(u, str) for u in value)
@@ -307,12 +308,16 @@ def validate_spec(spec: StreamSpec) -> StreamSpec:
 
 def iso_local(ts: float) -> str:
     """Unix time as local ISO 8601 to the minute, for messages."""
+    import datetime as dt  # the config's readers only: not the supervisor's memory
+
     return dt.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="minutes")
 
 
 def parse_until(text: str) -> float:
     """A deadline like 2026-12-01T22:00 (local time unless it has an offset) as unix time."""
     try:
+        import datetime as dt  # the config's readers only: not the supervisor's memory
+
         when = dt.datetime.fromisoformat(text.strip())
     except ValueError:
         raise UsageError(f"until {text!r} is not a date and time like 2026-12-01T22:00") from None
@@ -376,6 +381,8 @@ def _key(table: dict[str, Any], need_env: bool = True) -> str | None:
 
 
 def _until(value: Any) -> float:
+    import datetime as dt  # the config's readers only: not the supervisor's memory
+
     if isinstance(value, dt.datetime):
         return parse_until(value.isoformat())  # a TOML datetime: until = 2026-12-01T22:00:00
     return parse_until(str(value))
