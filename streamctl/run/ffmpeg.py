@@ -135,6 +135,9 @@ class Progress:
     ended: bool  # progress=end: ffmpeg is finishing normally
 
 
+_WANTED = ("out_time_us=", "total_size=", "speed=", "bitrate=", "progress=")
+
+
 class ProgressParser:
     """Turns `key=value` lines into Progress blocks; a block ends with its `progress=` line."""
 
@@ -142,6 +145,8 @@ class ProgressParser:
         self._fields: dict[str, str] = {}
 
     def feed(self, line: str) -> Progress | None:
+        if not line.startswith(_WANTED):
+            return None  # frame=, fps=, dup_frames= ...: seven of a block's twelve lines, unread
         key, sep, value = line.strip().partition("=")
         if not sep:
             return None

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 else:
     from streamctl.records import dataclass
 
+SAMPLE_EVERY = 1.9  # seconds between two looks at the send queue (two progress blocks)
 STDERR_TAIL = 20  # ffmpeg stderr lines kept per session, to tell why it failed
 
 Spawner = Callable[[list[str], Callable[[str], None], Callable[[str], None], Callable[[], None]], Child]
@@ -236,7 +237,7 @@ class Session:
         """The watchdog's verdict now; an OVERRAN, JAMMED or STALLED one is also announced as an event."""
         assert self.proc is not None
         now = self.clock()
-        if self._sampled_at is None or now - self._sampled_at >= 1.5:
+        if self._sampled_at is None or now - self._sampled_at >= SAMPLE_EVERY + 1.0:
             self._sample_backlog(now)  # no progress block sampled it lately (ffmpeg may be blocked)
         with self._lock:
             rate = self._meter.rate(now) if self._meter.has_progress else 1.0
@@ -321,8 +322,11 @@ class Session:
                 "out_time": block.out_time,
                 "total_size": block.total_size,
             }
-        # the send queue is sampled with each block, so the loop need not wake just to sample it
-        self._sample_backlog(now)
+        # the send queue is sampled with the blocks (every other one: a look-up costs a cold supervisor
+        # more than the block itself, and the jam rule's 4 s window needs no more), so the loop need
+        # not wake just to sample it
+        if self._sampled_at is None or now - self._sampled_at >= SAMPLE_EVERY:
+            self._sample_backlog(now)
         with self._lock:
             alarm = self._jam() is not None or self._meter.out_time > self.t_arg + WATCHDOG_SLACK
         if alarm or block.ended or (block.out_time and not self._media_seen):

@@ -40,8 +40,6 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600, durable: bool = Tru
     the supervisor's frequent checkpoints, which also write a durable one every so often (journal.py).
     MODE 0600 (ours: config, state, logs) goes in a 0700 folder; a file others must read (a systemd
     unit, a cron file: no secret in them) gets its folder made 0755 instead."""
-    import tempfile  # only writers need it; keeps read-only commands quick to start
-
     if mode & 0o077:
         try:
             path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -51,8 +49,11 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600, durable: bool = Tru
         ensure_private_dir(path.parent)
     tmp = None
     try:
-        # mkstemp creates the file 0600, in the same folder so os.replace is atomic.
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        # as mkstemp would (0600, O_EXCL, in the same folder so os.replace is atomic), without tempfile,
+        # which imports shutil and with it bz2 and lzma into the supervisor at its first checkpoint
+        name = str(path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp")
+        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        tmp = name  # ours from here: removed if anything below fails
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
