@@ -189,13 +189,24 @@ class StreamState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StreamState:
-        known = {f.name for f in fields(cls)}
+        known = _known_fields(cls)
         d = {k: v for k, v in data.items() if k in known}
         if d.get("session") is not None:
             d["session"] = OpenSession(**d["session"])
         st = cls(**d)
         Status(st.status)  # reject unknown statuses early
         return st
+
+
+_KNOWN: dict[type, frozenset[str]] = {}
+
+
+def _known_fields(cls: type) -> frozenset[str]:
+    """The field names of CLS, looked up once (status reads a thousand files)."""
+    known = _KNOWN.get(cls)
+    if known is None:
+        known = _KNOWN[cls] = frozenset(f.name for f in fields(cls))
+    return known
 
 
 class StateStore:
@@ -205,7 +216,8 @@ class StateStore:
     def load(self, name: str) -> StreamState | None:
         path = self.paths.state_file(name)
         try:
-            raw = path.read_bytes()
+            with open(path, "rb") as f:
+                raw = f.read()
         except FileNotFoundError:
             return None
         except OSError as e:
@@ -247,9 +259,11 @@ class StateStore:
 
     def names(self) -> list[str]:
         d = self.paths.state_dir
-        if not d.is_dir():
+        try:
+            entries = os.listdir(d)
+        except (FileNotFoundError, NotADirectoryError):
             return []
-        return sorted(p.stem for p in d.glob("*.json"))
+        return sorted(e[:-5] for e in entries if e.endswith(".json") and len(e) > 5)
 
 
 class MemoryStore:
