@@ -67,7 +67,8 @@ def test_the_supervisor_path_does_without_dataclasses() -> None:
     code = (
         "import sys; import streamctl.run.entry, streamctl.run.supervisor, streamctl.output.logs, "
         "streamctl.run.playlist, streamctl.store.config; "
-        "print(sorted({'dataclasses', 'inspect', 'psutil', 'shutil', 'secrets'} & set(sys.modules)))"
+        "print(sorted({'dataclasses', 'inspect', 'psutil', 'shutil', 'secrets', 'logging', 'hashlib', 'datetime', "
+        "'tempfile', 'tomllib', 'typer', 'rich'} & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
