@@ -151,6 +151,22 @@ def test_the_backup_timer_waits_for_a_slow_session_and_stops_one_past_its_t() ->
     assert child.stops == 1 and events[-1].kind == Kind.TIMER_FIRED
 
 
+def test_the_backup_timer_gives_a_slow_connect_its_time() -> None:
+    """A start-up storm (100 streams launched together): ffmpeg takes 5 s to connect, then streams at
+    real time. At the timer's time (-t + 2 s after launch) it still has 3 s of media to send: the timer
+    looks again when -t should be reached, instead of ending a healthy session early."""
+    s, now, child, timer, events, _ = session()
+    now[0] += 5.0  # connecting: no progress block yet
+    for _ in range(57):
+        now[0] += 1.0
+        child.progress(now[0] - 105.0)
+    assert now[0] - 100.0 == timer.interval == 62.0
+    timer.fn()
+    assert child.stops == 0 and s._timer is not timer
+    assert s._timer.interval == pytest.approx(3.0 + 2.0)  # the media left at its rate, plus the margin
+    assert Kind.TIMER_FIRED not in [e.kind for e in events]
+
+
 def test_the_backup_timer_never_waits_past_the_deadline() -> None:
     s, now, child, timer, events, _ = session(stall_timeout=60.0)
     s.spec = replace(s.spec, until=now[0] + 70.0)  # the deadline, 70 s after launch
