@@ -127,6 +127,9 @@ def sweep(paths: Paths, grace: float = 5.0, now: float | None = None) -> list[Ac
         raise UsageError(f"--grace must be 0-3600 seconds, got {grace}")
     store = StateStore(paths)
     actions = []
+    from streamctl.store.config_cache import refresh_cache
+
+    refresh_cache(paths)  # the cron tick: a hand-edited config is parsed once here, not by every read
     for name in store.names():
         try:
             act = sweep_one(paths, store, name, grace, time.time() if now is None else now)

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from streamctl.durations import check_budget, parse_budget, parse_duration
 from streamctl.errors import ConfigRefused, FileError, NotFound, UsageError, did_you_mean
 from streamctl.masking import MIN_KEY, STREAM_SCHEMES, url_secrets
+from streamctl.store.config_cache import cached, refresh_cache
 from streamctl.store.fileio import atomic_write, locked
 from streamctl.store.paths import Paths, validate_name
 
@@ -493,19 +494,25 @@ def load_config(paths: Paths) -> Config:
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         # Anyone who can write it can make us run any program as `ffmpeg`.
         raise ConfigRefused(f"config {path} is writable by others; run: chmod 600 {path}")
-    import tomllib  # only when there is a config to read
-
-    try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"config {path} is not valid TOML: {e}") from None  # a config mistake: exit 2
-    except OSError as e:
-        raise FileError(f"cannot read config {path}: {e.strerror}") from None
+    data = cached(paths, path, st)
+    if data is None:
+        data = parse_toml(path)
     _check_shape(path, data)
     config = Config(path, data)
     config.settings()  # a broken [defaults] is reported by every command, not only by `start`
     return config
+
+
+def parse_toml(path: Path) -> dict[str, Any]:
+    import tomllib  # only when there is a config to read
+
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"config {path} is not valid TOML: {e}") from None  # a config mistake: exit 2
+    except OSError as e:
+        raise FileError(f"cannot read config {path}: {e.strerror}") from None
 
 
 def _write(config: Config) -> None:
@@ -536,6 +543,7 @@ def add_stream(paths: Paths, name: str, table: dict[str, Any], replace_existing:
     with locked(config_lock(paths)):
         new, spec = candidate()  # again under the lock: the config may have changed meanwhile
         _write(new)
+        refresh_cache(paths)
         return spec
 
 
@@ -550,6 +558,7 @@ def remove_stream(paths: Paths, name: str) -> None:
             raise NotFound(f"no stream named {name!r} in {config.path}")
         streams = {k: v for k, v in config.streams.items() if k != name}
         _write(Config(config.path, {**config.data, "streams": streams}))
+        refresh_cache(paths)
 
 
 def old_config_hint(paths: Paths) -> str:
