@@ -8,8 +8,10 @@
 Sections (each function's docstring says what it measures and how):
 - delivered: time the receiver got against a 30 s budget, through random SIGSEGVs, against homemade loops;
 - stop: deadline -> a frozen (SIGSTOP) ffmpeg gone; restart: crash -> the new ffmpeg publishing;
-- costs: each supervisor process alone (not its ffmpeg), side by side at the same time with supervisord, a
-  bash restart loop and a waiting Python (the floor): CPU s/h, PSS, wake-ups/s, syscalls/s, as ratios;
+- costs: each supervisor process alone (not its ffmpeg), side by side at the same time with supervisord
+  running streamctl's own ffmpeg command (progress pipe included: the ratio), supervisord running a quiet
+  one (no -progress), a bash restart loop and a waiting Python (the floor): CPU s/h, PSS, wake-ups/s,
+  syscalls/s, as ratios;
 - cli: one call of each read command at 1/100/1000 streams and `supervisorctl status`, interleaved, as
   ratios to a bare Typer app (the issue's target: <= 0.5x);
 - scale: N streams started together (default 100): delivered error per stream, restarts, trouble in the
@@ -334,9 +336,10 @@ FLOOR_PY = "import threading, subprocess, signal; signal.pause()"
 
 
 def bench_costs(work: Path, seconds: float, warmup: float, strace_seconds: float) -> None:
-    """What each supervisor process alone costs (not its ffmpeg), four side by side at the same time, each
+    """What each supervisor process alone costs (not its ffmpeg), five side by side at the same time, each
     supervising one ~2.5 Mbit/s 720p copy stream to the same local nginx-rtmp: `streamctl start`,
-    supervisord (autorestart), a bash restart loop, and a Python that only imported threading+subprocess
+    supervisord (autorestart) with streamctl's own ffmpeg argv, supervisord with a quiet argv (no progress
+    pipe, loglevel error), a bash restart loop, and a Python that only imported threading+subprocess
     and waits (the memory floor). CPU from schedstat (ns) summed over threads as CPU s/h, wake-ups as
     context switches per second, PSS from smaps_rollup; then syscalls/s by `strace -c -f` (after the CPU
     window: tracing slows what it traces)."""
@@ -344,27 +347,40 @@ def bench_costs(work: Path, seconds: float, warmup: float, strace_seconds: float
     clip = make_720p(work / "in-720p.mp4")
     kbits = media_kbits(clip)
     rtmp, _, env = section(work, "costs")
-    argv = {who: ffmpeg_argv(clip, f"{rtmp.url}/costs-{who}-key", None) for who in ("supervisord", "bash")}
-    conf = work / "supervisord-costs.conf"
-    conf.write_text(f"""[supervisord]
+    budget = warmup + seconds + strace_seconds + 120
+    argv = {
+        who: ffmpeg_argv(clip, f"{rtmp.url}/costs-{who}-key", None) for who in ("supervisord-quiet", "bash")
+    }
+    # the issue's comparison: supervisord running the very command streamctl runs, progress pipe and all
+    # (supervisord then reads that pipe into its log, as streamctl reads it for its meter and watchdog)
+    from streamctl.run.ffmpeg import build_argv
+    from streamctl.store.config import Settings, StreamSpec
+
+    spec = StreamSpec(name="costs", input=str(clip), url=rtmp.url, key="costs-supervisord-key",
+                      budget_seconds=budget, loop=True, settings=Settings())  # fmt: skip
+    argv["supervisord"] = build_argv("ffmpeg", spec, budget)
+    conf = {}
+    for who in ("supervisord", "supervisord-quiet"):
+        conf[who] = work / f"{who}-costs.conf"
+        conf[who].write_text(f"""[supervisord]
 nodaemon=true
-logfile={work}/supervisord-costs.log
-pidfile={work}/supervisord-costs.pid
+logfile={work}/{who}-costs.log
+pidfile={work}/{who}-costs.pid
 childlogdir={work}
 [program:ff]
-command={" ".join(argv["supervisord"])}
+command={shlex.join(argv[who])}
 autorestart=true
 stopasgroup=true
 """)
     supd_py = supervisord_python()
-    budget = warmup + seconds + strace_seconds + 120
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
         procs["streamctl"] = subprocess.Popen(
             [PY, "-m", "streamctl", "start", "costs", "-q", "--input", str(clip), "--url", rtmp.url, "--key",
              "costs-streamctl-key", "--duration", f"{budget:g}s"], env=env)  # fmt: skip
-        procs["supervisord"] = subprocess.Popen([supd_py, "-m", "supervisor.supervisord", "-c", str(conf)],
-                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        for who in ("supervisord", "supervisord-quiet"):
+            procs[who] = subprocess.Popen([supd_py, "-m", "supervisor.supervisord", "-c", str(conf[who])],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         loop = f"while true; do {shlex.join(argv['bash'])} </dev/null; sleep 1; done"
         procs["bash"] = subprocess.Popen(["bash", "-c", loop], start_new_session=True)
         procs["floor"] = subprocess.Popen([PY, "-c", FLOOR_PY])
@@ -389,7 +405,8 @@ stopasgroup=true
         stop_costs(procs)
         time.sleep(1.1)  # recordings are named by the second
         delivered = {
-            who: sum(rtmp.durations(f"costs-{who}-key")) for who in ("streamctl", "supervisord", "bash")
+            who: sum(rtmp.durations(f"costs-{who}-key"))
+            for who in ("streamctl", "supervisord", "supervisord-quiet", "bash")
         }
         rtmp.stop()
     window = tracker.window
@@ -428,6 +445,9 @@ stopasgroup=true
     s, d, f = out["streamctl"], out["supervisord"], out["floor"]
     ratio = s["cpu_s_per_h"] / d["cpu_s_per_h"] if d["cpu_s_per_h"] else float("inf")
     record("costs", "streamctl / supervisord CPU", ratio, f"{ratio:.2f}x")
+    q = out["supervisord-quiet"]
+    rq = s["cpu_s_per_h"] / q["cpu_s_per_h"] if q["cpu_s_per_h"] else float("inf")
+    record("costs", "streamctl / supervisord-quiet CPU", rq, f"{rq:.2f}x (its ffmpeg without -progress)")
     wr = s["wakeups_per_s"] / d["wakeups_per_s"] if d["wakeups_per_s"] else float("inf")
     record("costs", "streamctl / supervisord wake-ups", wr, f"{wr:.2f}x")
     if s["syscalls_per_s"] is not None and d["syscalls_per_s"]:
