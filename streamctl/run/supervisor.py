@@ -222,6 +222,10 @@ class Supervisor:
             self.session = None
             raise
         self.session = None
+        if result.sent_media and self.status == Status.STARTING:
+            # media went out before the loop saw it (a short run, a loaded machine): it was live
+            self.journal.commit(s, Status.LIVE)
+            self.emit(Kind.LIVE)
         self._streamed = self._streamed or result.sent_media
         result, stop = self.journal.close_session(result, self._stop_reason)
         if stop is not None:
