@@ -249,9 +249,19 @@ def _with_parent_death_signal(argv: list[str]) -> list[str]:
     milliseconds and at most one checkpoint interval of accounting is lost. setpriv (util-linux) sets
     PR_SET_PDEATHSIG and execs ffmpeg in the same process, without preexec_fn, which is unsafe with
     threads. A frozen (SIGSTOPped) ffmpeg can still outlive us: that is for `streamctl sweep`.
+
+    The signal is only armed once setpriv has run: a supervisor killed between the fork and that moment
+    would leave an ffmpeg nobody signals and no state names. So a shell between the two checks that its
+    parent is still this process (after the signal is armed, so no moment is uncovered) and only then
+    execs ffmpeg: an orphan from that gap never starts.
     """
-    setpriv = which("setpriv")
-    return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else argv
+    setpriv, sh = which("setpriv"), which("sh")
+    if setpriv is None:
+        return argv
+    if sh is None:
+        return [setpriv, "--pdeathsig", "TERM", "--", *argv]
+    check = f'[ "$PPID" = {os.getpid()} ] && exec "$@"; exit 127'
+    return [setpriv, "--pdeathsig", "TERM", "--", sh, "-c", check, "sh", *argv]
 
 
 def proc_stat(pid: int) -> tuple[bool, int] | None:
