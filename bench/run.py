@@ -85,7 +85,8 @@ def make_media(path: Path, seconds: int = 10) -> Path:
 
 
 def ffmpeg_argv(media: Path, url: str, t: float | None) -> list[str]:
-    """The same copy-mode command line streamctl uses (see streamctl.run.ffmpeg.build_argv)."""
+    """A quiet copy-mode command line: streamctl's (streamctl.run.ffmpeg.build_argv) without its progress
+    pipe, at loglevel error; bench_costs also runs build_argv's own for the like-for-like ratio."""
     argv = ["ffmpeg", "-hide_banner", "-nostats", "-loglevel", "error", "-re", "-stream_loop", "-1",
             "-fflags", "+genpts", "-i", str(media), "-c:v", "copy", "-c:a", "copy"]  # fmt: skip
     if t is not None:

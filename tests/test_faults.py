@@ -200,6 +200,26 @@ def test_killed_mid_write_never_leaves_a_broken_state(home: Path, tmp_path: Path
     wait_for(lambda: not running(ff), timeout=5)
 
 
+def test_ffmpeg_starts_only_under_the_supervisor_that_launched_it(tmp_path: Path) -> None:
+    """The gap before the parent-death signal is armed: a launch whose parent is no longer the supervisor
+    (killed after the fork, the child reparented) must not start ffmpeg. Modelled by running the argv the
+    supervisor built from another process: its parent is then not the supervisor."""
+    from streamctl.run.process import _with_parent_death_signal
+
+    ran = tmp_path / "ran"
+    argv = _with_parent_death_signal(["sh", "-c", f"touch {ran}"])
+    via_other = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys; sys.exit(subprocess.run(sys.argv[1:]).returncode)",
+            *argv,
+        ]
+    )
+    assert (via_other.returncode, ran.exists()) == (127, False)
+    assert subprocess.run(argv).returncode == 0 and ran.exists()  # from the supervisor itself: it runs
+
+
 @e2e
 def test_sweeps_racing_checkpoints_and_resets_racing_starts(home: Path, tmp_path: Path) -> None:
     ff = fake_ffmpeg(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from streamctl.run.events import Event, Kind
 from streamctl.store.lifecycle import Status, StopReason
 from tests.conftest import FakeFfmpeg, make
 
@@ -140,3 +141,16 @@ def test_restarts_and_sessions_go_on_across_a_resume(tmp_path: Path) -> None:
     assert (second.reason, second.restarts, second.sessions) == (StopReason.DURATION_REACHED, 2, 4)
     st = store.load("unit")
     assert st is not None and (st.restarts, st.session_count) == (2, 4)
+
+
+def test_a_session_that_ends_before_the_loop_looks_still_went_live(tmp_path: Path) -> None:
+    # the fake's first block with media is also its last (a 2 s run, the loop asleep for its 5 s tick):
+    # the loop only sees it exited, as on a loaded machine with a short run
+    sup, _, _, _, store = make(tmp_path, 2.0, [])
+    kinds: list[Kind] = []
+    sup.emit.listeners.append(lambda e: kinds.append(e.kind) if isinstance(e, Event) else None)
+    out = sup.run()
+    assert out.reason == StopReason.DURATION_REACHED
+    assert Kind.LIVE in kinds and kinds.index(Kind.LIVE) < kinds.index(Kind.SESSION_ENDED)
+    st = store.load("unit")
+    assert st is not None and st.last_error is None

@@ -222,10 +222,7 @@ class Supervisor:
             self.session = None
             raise
         self.session = None
-        if result.sent_media and self.status == Status.STARTING:
-            # media went out before the loop saw it (a short run, a loaded machine): it was live
-            self.journal.commit(s, Status.LIVE)
-            self.emit(Kind.LIVE)
+        self._go_live(s)  # media that went out before the loop looked (a short run, a loaded machine)
         self._streamed = self._streamed or result.sent_media
         result, stop = self.journal.close_session(result, self._stop_reason)
         if stop is not None:
@@ -244,9 +241,7 @@ class Supervisor:
                     self.journal.commit(s, Status.STOPPING)
                 self.emit(Kind.STOPPING, source=self._stop_source)
                 return End.STOPPED, s.stop()
-            if s.live and self.status == Status.STARTING:
-                self.journal.commit(s, Status.LIVE)
-                self.emit(Kind.LIVE)
+            self._go_live(s)
             verdict = s.check(self.limit.until)
             if verdict == Verdict.OVERRAN:
                 return End.OVERRAN, s.stop()
@@ -260,6 +255,12 @@ class Supervisor:
             # ffmpeg closes its stdout a moment before the kernel reports it exited: after EOF, poll
             # briefly instead of sleeping a whole tick (it made restarts ~1 s slower).
             self._idle(0.02 if s.exiting else self._next_look(s))
+
+    def _go_live(self, s: Session) -> None:
+        """STARTING -> LIVE once S has sent media: seen by the loop, or only when S closed."""
+        if s.live and self.status == Status.STARTING:
+            self.journal.commit(s, Status.LIVE)
+            self.emit(Kind.LIVE)
 
     def _next_look(self, s: Session) -> float:
         """How long the loop may sleep unless woken: the tick, but no later than the next checkpoint
