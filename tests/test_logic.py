@@ -142,3 +142,28 @@ def test_srt_and_query_keys_are_secret() -> None:
     assert "SRTKEY" not in mask_text(f"{srt}: Connection timed out", secrets)
     assert "SRTKEY" not in mask_url(srt)
     assert "TOKEN" not in mask_url("rtmps://h/app?token=TOKEN")
+
+
+BLOCK = (
+    "frame=1257\nfps=25.01\nstream_0_0_q=-1.0\nbitrate=2411.3kbits/s\ntotal_size=15155200\n"
+    "out_time_us=50280000\nout_time_ms=50280000\nout_time=00:00:50.280000\ndup_frames=0\n"
+    "drop_frames=0\nspeed=   1x\nprogress=continue\n"
+)
+
+
+def test_a_progress_block_is_read_from_its_lines() -> None:
+    from streamctl.run.ffmpeg import Progress, ProgressParser
+
+    def blocks(text: str) -> list[Progress]:
+        parser = ProgressParser()
+        return [b for line in text.splitlines() if (b := parser.feed(line)) is not None]
+
+    want = Progress(out_time=50.28, total_size=15155200, speed=1.0, bitrate="2411.3kbits/s", ended=False)
+    assert blocks(BLOCK) == [want]
+    # N/A before the first packet; the last block says end
+    first = BLOCK.replace("out_time_us=50280000", "out_time_us=N/A").replace("speed=   1x", "speed=N/A")
+    last = BLOCK.replace("bitrate=2411.3kbits/s", "bitrate=N/A").replace("progress=continue", "progress=end")
+    assert [(b.out_time, b.speed, b.bitrate, b.ended) for b in blocks(first + last)] == [
+        (None, None, "2411.3kbits/s", False),
+        (50.28, 1.0, None, True),
+    ]
