@@ -64,3 +64,22 @@ def test_a_config_no_json_can_hold_is_read_without_a_cache(home: Path, input_fil
     assert not cache.exists()
     r = run_cli("runtime", "one", "--json")
     assert r.returncode == 0, r.stderr
+
+
+def test_status_says_the_same_of_a_broken_stream_from_the_cache(home: Path, input_file: Path) -> None:
+    add("one", input_file)
+    add("two", input_file, key="a-secret-key-2")
+    config, cache = home / "streamctl.toml", home / "state" / "config.cache"
+    config.write_text(config.read_text().replace('budget = "1h"', 'budget = "1 fortnight"', 1))
+    uncached = run_cli("status", "--json")
+    later()
+    budgets = json.loads(cache.read_text())["budgets"]
+    assert budgets["two"] == [3600.0, None] and budgets["one"][0] is None
+    assert "budget" in budgets["one"][1]
+    cached = run_cli("status", "--json")
+    assert (cached.returncode, cached.stdout, cached.stderr) == (
+        uncached.returncode,
+        uncached.stdout,
+        uncached.stderr,
+    )
+    assert "[streams.one]" in cached.stderr and cached.returncode == 0

@@ -172,13 +172,10 @@ def _budget_from_config(paths: Paths, warn: Callable[[str], None] | None) -> dic
         warn(f"{e} (showing what the state files say)")
         return {}
     out: dict[str, float | None] = {}
-    for name in config.streams:
-        try:
-            out[name] = config.budget(name)
-        except StreamctlError as e:
-            out[name] = None
-            if warn is not None:
-                warn(str(e))  # shown all the same; `start` would refuse it
+    for name, (budget, mistake) in config.budgets().items():
+        out[name] = budget
+        if mistake is not None and warn is not None:
+            warn(mistake)  # shown all the same; `start` would refuse it
     return out
 
 

@@ -23,18 +23,26 @@ def _identity(path: Path, st: os.stat_result) -> list[Any]:
     return [str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
-def cached(paths: Paths, path: Path, st: os.stat_result) -> dict[str, Any] | None:
+def cached(
+    paths: Paths, path: Path, st: os.stat_result
+) -> tuple[dict[str, Any] | None, dict[str, tuple[float | None, str | None]] | None]:
+    """The parsed config and each stream's checked budget (Config.budgets), if the cache is of PATH as
+    ST describes it; else (None, None)."""
     import json
 
     try:
         with open(paths.state_dir / CACHE_NAME, "rb") as f:
             cached = json.loads(f.read())
     except (OSError, ValueError):
-        return None
+        return None, None
     if not isinstance(cached, dict) or cached.get("of") != _identity(path, st):
-        return None
-    data = cached.get("data")
-    return data if isinstance(data, dict) else None
+        return None, None
+    data, budgets = cached.get("data"), cached.get("budgets")
+    if not isinstance(data, dict):
+        return None, None
+    if not isinstance(budgets, dict):
+        return data, None
+    return data, {name: (b, err) for name, (b, err) in budgets.items()}
 
 
 RACY = 2.0  # seconds: a config changed this recently may change again within the same timestamp tick
@@ -51,16 +59,17 @@ def refresh_cache(paths: Paths, now: float | None = None) -> None:
     path = paths.config_file
     try:
         st = path.stat()
-        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or cached(paths, path, st) is not None:
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or cached(paths, path, st)[1] is not None:
             return
         if (time.time() if now is None else now) - max(st.st_mtime, st.st_ctime) < RACY:
             return
-        from streamctl.store.config import parse_toml  # only when stale
+        from streamctl.store.config import Config, parse_toml  # only when stale
 
         data = parse_toml(path)
         if path.stat().st_mtime_ns != st.st_mtime_ns:
             return  # edited while we read it
-        blob = json.dumps({"of": _identity(path, st), "data": data}).encode()
+        budgets = Config(path, data).budgets()
+        blob = json.dumps({"of": _identity(path, st), "data": data, "budgets": budgets}).encode()
         atomic_write(paths.state_dir / CACHE_NAME, blob, durable=False)
     except (OSError, TypeError, ValueError, StreamctlError):
         return
