@@ -43,6 +43,7 @@ Mode = Annotated[str | None, typer.Option(help="copy (no re-encode) or encode (l
 InputFormat = Annotated[str | None, typer.Option(help="Input format, e.g. lavfi.")]
 Loop = Annotated[bool | None, typer.Option("--loop/--no-loop", help="Loop a file input.")]
 Grace = Annotated[float | None, typer.Option(help="Seconds between SIGTERM and SIGKILL (default 5).")]
+DETACHED_ENV = "_STREAMCTL_DETACHED"  # run/detach.DETACHED, without importing it for every command
 
 
 def _exit(code: int) -> None:
@@ -93,6 +94,22 @@ def add(
     fps: Annotated[int | None, typer.Option(help="Encode mode: frames per second.")] = None,
     loop: Loop = True,
     input_format: InputFormat = None,
+    schedule: Annotated[
+        str | None,
+        typer.Option(
+            help="Shows on a schedule: 'mon-fri 20:00', a cron line, or a date-time; budget per show."
+        ),
+    ] = None,
+    timezone: Annotated[
+        str | None, typer.Option(help="The schedule's time zone, e.g. Europe/Berlin (default: the host's).")
+    ] = None,
+    window: Annotated[
+        str | None, typer.Option(help="A show ends this long after its start at the latest, e.g. 2h.")
+    ] = None,
+    catch_up: Annotated[
+        str | None,
+        typer.Option(help="How late the cron tick may still start a show (default 15m, or the window)."),
+    ] = None,
     replace: Annotated[bool, typer.Option("--replace", help="Overwrite an existing entry.")] = False,
 ) -> None:
     """Add a stream to the config, checked as `start` would run it (nothing is written if it is wrong).
@@ -117,6 +134,10 @@ def add(
         bitrate=bitrate,
         resolution=resolution,
         fps=fps,
+        schedule=schedule,
+        timezone=timezone,
+        window=window,
+        catch_up=catch_up,
     )
     table = options.table(name)
     paths = _paths()
@@ -235,7 +256,16 @@ def start(
     )
     overrides = options.overrides()
     paths = _paths()
-    spec = require_limit(resolve_spec(paths, name, overrides))
+    spec = resolve_spec(paths, name, overrides)
+    if spec.schedule is not None:
+        import time
+
+        from streamctl.commands.shows import plan_start
+
+        spec, which = plan_start(paths, spec, time.time())
+        if not os.environ.get(DETACHED_ENV):
+            typer.echo(which)
+    spec = require_limit(spec)
     from streamctl.run.detach import DETACHED
 
     if detach and not os.environ.get(DETACHED):
@@ -350,6 +380,56 @@ def reset_runtime(name: Name) -> None:
 
     old = control.reset_runtime(_paths(), name)
     typer.echo(f"{name}: runtime reset (was {format_duration(old)})")
+
+
+@app.command()
+def shows(name: Name, as_json: Json = False) -> None:
+    """A scheduled stream's past shows, the current one and the next ones.
+
+    Example: streamctl shows evening --json
+    """
+    from streamctl.commands.shows import shows as list_shows
+    from streamctl.durations import format_duration
+
+    d = list_shows(_paths(), name)
+    if as_json:
+        _print_json(d)
+        return
+    paused = " (paused: streamctl resume " + name + ")" if d["paused"] else ""
+    budget = format_duration(d["budget_seconds"]) if d["budget_seconds"] else "its window"
+    typer.echo(f"{name}: {d['schedule']!r} in {d['timezone']}, {budget} a show{paused}")
+    for r in [*d["past"], *([d["current"]] if d["current"] else [])]:
+        ran = format_duration(r["streamed"])
+        typer.echo(f"  {r['show_local']:<28} {r['end']:<17} streamed {ran:<9} restarts {r['restarts']}")
+    for r in d["next"]:
+        mark = "skip" if r["skip"] else "next"
+        typer.echo(f"  {r['show_local']:<28} {mark:<17} in {format_duration(r['in_seconds'])}")
+
+
+@app.command()
+def skip(name: Name) -> None:
+    """Skip a scheduled stream's next show (a running one goes on: stop it).  Example: streamctl skip eve"""
+    from streamctl.commands.shows import skip as skip_show
+
+    typer.echo(f"{name}: the show of {skip_show(_paths(), name)} will be skipped")
+
+
+@app.command()
+def pause(name: Name) -> None:
+    """Pause a stream's schedule: no show starts until `streamctl resume NAME` (a running one goes on)."""
+    from streamctl.commands.shows import pause as pause_shows
+
+    pause_shows(_paths(), name, True)
+    typer.echo(f"{name}: schedule paused")
+
+
+@app.command()
+def resume(name: Name) -> None:
+    """Resume a paused schedule: the next show starts on time.  Example: streamctl resume evening"""
+    from streamctl.commands.shows import pause as pause_shows
+
+    pause_shows(_paths(), name, False)
+    typer.echo(f"{name}: schedule resumed")
 
 
 @app.command()

@@ -29,7 +29,8 @@ class Action:
 
     def __init__(self, name: str, action: str, detail: str) -> None:
         self.name = name
-        self.action = action  # stopped_orphan | adopted_orphan | stopped_overrun | marked_lost | error
+        # stopped_orphan | adopted_orphan | stopped_overrun | marked_lost | show_... (shows.py) | error
+        self.action = action
         self.detail = detail
 
     def __eq__(self, other: object) -> bool:
@@ -137,4 +138,19 @@ def sweep(paths: Paths, grace: float = 5.0, now: float | None = None) -> list[Ac
             act = Action(name, "error", str(e))
         if act is not None:
             actions.append(act)
+    # then the shows that are due: after the pass above, a show whose supervisor died is marked lost
+    if _has_schedules(paths):
+        from streamctl.commands.shows import tick
+
+        actions += [Action(a.name, a.action, a.detail) for a in tick(paths, now)]
     return actions
+
+
+def _has_schedules(paths: Paths) -> bool:
+    """Any stream on a schedule (without loading the schedule code for a config that has none)."""
+    from streamctl.store.config import load_config
+
+    try:
+        return any("schedule" in t for t in load_config(paths).streams.values())
+    except StreamctlError:
+        return False

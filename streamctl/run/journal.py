@@ -58,7 +58,13 @@ class RunJournal:
         self._progress: dict[str, Any] = {}  # the last session's progress, kept through back-off
 
     def begin(
-        self, me: tuple[int, float] | None, min_session: float, grace: float, checkpoint_interval: float
+        self,
+        me: tuple[int, float] | None,
+        min_session: float,
+        grace: float,
+        checkpoint_interval: float,
+        show: float | None = None,
+        show_label: str | None = None,
     ) -> float:
         """Under one state lock: clean up after a dead supervisor, then take the stream (STARTING) if at
         least MIN_SESSION is left to stream; else BudgetSpent, after the cleanup is saved. Returns what
@@ -67,11 +73,17 @@ class RunJournal:
         with self.store.update(self.name, now) as st:
             if st.session is not None or st.status_enum.running:
                 self._recover(st, now, grace, checkpoint_interval)
+            if show is not None:
+                st.new_show(
+                    show, now, show_label
+                )  # another show than the state's: its figures start from zero
             self.committed = st.runtime_seconds
             remaining = self.limit.left(self.committed, now)
             started = remaining >= min_session
             if started:
                 st.begin_run(now, self.limit.budget, self.limit.until, me)
+                if show is not None and st.show_started_at is None:
+                    st.show_started_at = now
                 self.status = Status.STARTING
                 self.restarts = st.restarts
         if not started:

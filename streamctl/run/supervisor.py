@@ -120,7 +120,14 @@ class Supervisor:
         try:
             ident = ProcessIdentity.of(os.getpid())
             me = (ident.pid, ident.create_time) if ident else None
-            self.journal.begin(me, MIN_SESSION, self.spec.settings.grace, self.checkpoint_interval)
+            self.journal.begin(
+                me,
+                MIN_SESSION,
+                self.spec.settings.grace,
+                self.checkpoint_interval,
+                self.spec.show_at,
+                self.spec.show_label,
+            )
             return self._loop()
         finally:
             if isinstance(self.probe_backlog, SendQueue):

@@ -86,6 +86,11 @@ KEYS: dict[str, Key] = {
     "stall_timeout": Key("duration", stream_only=False),
     "grace": Key("duration", stream_only=False),
     "ffmpeg": Key("string", stream_only=False),
+    # shows on a schedule (schedule.py): the budget is then each show's
+    "schedule": Key("string"),
+    "timezone": Key("string"),
+    "window": Key("duration"),
+    "catch_up": Key("duration"),
 }
 KEY_SOURCES = ("key", "key_file", "key_env")
 ENCODE_ONLY = tuple(k for k, v in KEYS.items() if v.encode_only)
@@ -234,6 +239,12 @@ class StreamSpec:
     keyframe_seconds: float = 2.0
     preset: str = "veryfast"
     settings: Settings = field(default_factory=Settings)
+    schedule: str | None = None  # shows on a schedule (schedule.py); the budget is each show's
+    timezone: str | None = None  # the schedule's IANA time zone; None: the host's
+    window: float | None = None  # seconds after a show's start by which it must be over
+    catch_up: float | None = None  # how late the cron tick may still start a show
+    show_at: float | None = None  # the show this run is (set by `start` from the schedule)
+    show_label: str | None = None  # ... as its wall-clock time (schedule.Schedule.label)
 
     @property
     def output_url(self) -> str:
@@ -247,6 +258,20 @@ class StreamSpec:
         for url in (self.output_url, *self.also):
             out += url_secrets(url)
         return out
+
+
+def _validate_schedule(spec: StreamSpec) -> None:
+    from streamctl.schedule import parse_schedule, zone
+
+    if spec.schedule is None:
+        zone(spec.timezone)
+        raise UsageError('timezone is for a schedule: add schedule = "mon-fri 20:00" or drop timezone')
+    parse_schedule(spec.schedule, spec.timezone)
+    if spec.budget_seconds is None and spec.window is None:
+        raise UsageError('a schedule needs each show\'s length: add budget = "2h" (or window = "2h")')
+    for what, value in (("window", spec.window), ("catch_up", spec.catch_up)):
+        if value is not None and value <= 0:
+            raise UsageError(f"{what} must be longer than zero")
 
 
 def require_limit(spec: StreamSpec) -> StreamSpec:
@@ -274,6 +299,8 @@ def validate_spec(spec: StreamSpec) -> StreamSpec:
             f"stream key is {len(spec.key)} characters; streamctl needs at least {MIN_KEY}, so that masking "
             "it never hides ordinary text (a server with short keys: write the key into the url)"
         )
+    if spec.schedule is not None or spec.timezone is not None:
+        _validate_schedule(spec)
     if spec.mode not in MODES:
         raise UsageError(f"mode must be copy or encode, got {spec.mode!r}")
     if spec.input_format is None and "://" not in spec.input and not Path(spec.input).exists():
@@ -479,6 +506,10 @@ class Config:
                 keyframe_seconds=float(table.get("keyframe_seconds", 2.0)),
                 preset=table.get("preset", "veryfast"),
                 settings=_settings(table, base),
+                schedule=table.get("schedule"),
+                timezone=table.get("timezone"),
+                window=_seconds(table["window"], "window") if "window" in table else None,
+                catch_up=_seconds(table["catch_up"], "catch_up") if "catch_up" in table else None,
             )
         except UsageError as e:
             raise UsageError(f"config {self.path}: [{where}] {e}") from None
@@ -490,12 +521,16 @@ class Config:
         spec = self.spec(name, need_env)
         try:
             validate_spec(spec)
+            if spec.schedule is not None:
+                from streamctl.schedule import parse_schedule
+
+                parse_schedule(spec.schedule, spec.timezone, now=time.time())  # a one-off in the past
             if spec.until is not None and spec.until <= time.time():
                 passed = iso_local(spec.until)
                 raise UsageError(f"until {passed} has passed: set a later deadline or remove it")
         except UsageError as e:
             raise UsageError(f"config {self.path}: [streams.{name}] {e}") from None
-        if spec.budget_seconds is None and spec.until is None:
+        if spec.budget_seconds is None and spec.until is None and spec.schedule is None:
             raise UsageError(
                 f'config {self.path}: [streams.{name}] has no budget: add budget = "5h" (or hours, or until)'
             )

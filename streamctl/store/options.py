@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streamctl.durations import MIN_SESSION, exact_duration, parse_budget, parse_hours
+from streamctl.durations import MIN_SESSION, exact_duration, parse_budget, parse_duration, parse_hours
 from streamctl.errors import UsageError
 from streamctl.store.config import env_key, idle_in_copy, key_sources, parse_until
 
@@ -22,12 +22,12 @@ else:
     from streamctl.records import dataclass, fields
 
 # What only one of the two commands takes: a value given to the other one would be dropped silently.
-ADD_ONLY = ("key_file", "bitrate", "resolution", "fps")
+ADD_ONLY = ("key_file", "bitrate", "resolution", "fps", "schedule", "timezone", "window", "catch_up")
 START_ONLY = ("also", "retries", "restart_delay", "grace", "stall_timeout")
 # The keys of the table `add` writes, in the order it has always written them; the budget comes last.
 _TABLE_ORDER = (
     "input", "url", "mode", "loop", "key", "key_file", "key_env", "until", "bitrate", "resolution", "fps",
-    "input_format",
+    "input_format", "schedule", "timezone", "window", "catch_up",
 )  # fmt: skip
 
 
@@ -59,6 +59,10 @@ class StreamOptions:
     restart_delay: float | None = None
     grace: float | None = None
     stall_timeout: float | None = None
+    schedule: str | None = None
+    timezone: str | None = None
+    window: str | None = None
+    catch_up: str | None = None
 
     def budget_seconds(self) -> float | None:
         """The budget of --hours or --duration (not both), in seconds; None if neither was given."""
@@ -83,8 +87,11 @@ class StreamOptions:
         if len(sources) > 1:
             given = " and ".join(flag(k) for k in sources)
             raise UsageError(f"give one of --key, --key-file or --key-env, not {given}")
-        if budget is None and self.until is None:
+        if budget is None and self.until is None and self.schedule is None:
             raise UsageError(f"stream {name!r} needs a budget: give --hours or --duration (or --until)")
+        for key in ("window", "catch_up"):
+            if getattr(self, key) is not None:
+                table[key] = exact_duration(parse_duration(getattr(self, key), flag(key)))
         idle = idle_in_copy(table)
         if idle:
             option = flag(idle[0])

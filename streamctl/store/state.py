@@ -23,11 +23,26 @@ else:
 
 SCHEMA_VERSION = 1
 KEEP_SESSIONS = 50  # closed sessions kept in the file; `session_count` counts them all
+KEEP_SHOWS = 100  # past shows of a scheduled stream kept in the file
 # Seconds past a checkpoint that readers extrapolate a live session. The supervisor never counts less
 # than readers were shown, so this is also what a stall may cost: kept as short as the meter's own
 # extrapolation between progress blocks (accounting.EXTRAPOLATE_MAX); between checkpoints status then
 # counts on at each checkpoint, never back.
 HORIZON = 1.0
+
+
+def show_record(
+    show: float,
+    started: float | None,
+    ended: float | None,
+    streamed: float,
+    restarts: int,
+    sessions: int,
+    end: str,
+) -> dict[str, Any]:
+    """One past show, as the state file keeps it and `shows --json` prints it."""
+    return {"show": show, "started_at": started, "ended_at": ended, "streamed": round(streamed, 3),
+            "restarts": restarts, "sessions": sessions, "end": end}  # fmt: skip
 
 
 def iso(ts: float | None) -> str | None:
@@ -85,6 +100,15 @@ class StreamState:
     progress: dict[str, Any] = field(default_factory=dict)  # last bitrate/speed seen
     stop_request: str | None = None  # a StopReason set by `sweep` for the running supervisor to honour
     updated_at: float | None = None
+    # A scheduled stream (schedule.py): the figures above are its current show's; past shows are kept.
+    show_at: float | None = None  # the current (or last) show's scheduled instant
+    show_label: str | None = None  # ... as a wall-clock time in the schedule's zone (schedule.Schedule.label)
+    show_started_at: float | None = None  # when it first started
+    show_launched_at: float | None = None  # when the cron tick last launched it
+    shows_seen: float | None = None  # every show up to this instant was started, missed or skipped
+    shows: list[dict[str, Any]] = field(default_factory=list)  # past shows, oldest first
+    shows_paused: bool = False
+    shows_skip: list[float] = field(default_factory=list)  # shows to skip (their instants)
 
     @property
     def status_enum(self) -> Status:
@@ -124,6 +148,30 @@ class StreamState:
         )
         del self.sessions[:-KEEP_SESSIONS]
         self.session = None
+
+    def new_show(self, show: float, now: float, label: str | None = None) -> None:
+        """Show SHOW begins: the current show goes into the past shows and every figure starts from zero
+        (the stream must not be running). Done once per show, under the state lock."""
+        if self.show_at is not None and self.show_at != show:
+            end = self.stop_reason or ("missed" if self.show_started_at is None else "ended")
+            ran = self.total_runtime()
+            record = show_record(
+                self.show_at, self.show_started_at, self.end_time, ran, self.restarts, self.session_count, end
+            )
+            self.shows.append(record)
+            del self.shows[:-KEEP_SHOWS]
+        if self.show_at != show:
+            self.reset_runtime(now)
+            self.show_at, self.show_started_at, self.show_label = show, None, label
+            self.stop_reason = None
+        self.shows_seen = max(self.shows_seen or show, show)
+
+    def pass_show(self, show: float, why: str) -> None:
+        """Record show SHOW as not run (missed, skipped, paused)."""
+        self.shows.append(show_record(show, None, None, 0.0, 0, 0, why))
+        del self.shows[:-KEEP_SHOWS]
+        self.shows_seen = max(self.shows_seen or show, show)
+        self.shows_skip = [s for s in self.shows_skip if abs(s - show) >= 1.0]
 
     def session_runtime(self, now: float | None = None) -> float | None:
         """The open session's checkpointed runtime (extrapolated to NOW when live); None without one."""
@@ -182,6 +230,8 @@ class StreamState:
             d["session"]["ffmpeg_cmd"] = list(self.session.ffmpeg_cmd)
         d["sessions"] = [dict(x) for x in self.sessions]
         d["progress"] = dict(self.progress)
+        d["shows"] = [dict(x) for x in self.shows]
+        d["shows_skip"] = list(self.shows_skip)
         return d
 
     def to_json(self) -> bytes:
