@@ -338,14 +338,21 @@ def current_or_next(
     window: float | None,
     min_run: float = 1.0,
 ) -> tuple[float, float | None, str] | None:
-    """The show `start NAME` runs now: the current one (its time has come, its window is open, its
-    budget not streamed), else the next one, early. (show, window end, "current" | "next"); None when
+    """The show `start NAME` runs now: the current one (its time has come and it is on the air as
+    scheduled: within its window, or its budget's length of its start when it has none; its budget not
+    streamed), else the next one, early. (show, window end, "current" | "next"); None when
     the schedule has no show left (a one-off that passed)."""
     prev = _latest_at_or_before(sched, now)
     if prev is not None:
         end = sched.window_end(prev, window)
         streamed = st.streamed if st.show_at is not None and abs(st.show_at - prev) < 1.0 else 0.0
-        if (end is None or end - now >= min_run) and (budget is None or budget - streamed >= min_run):
+        span = window if window is not None else budget  # on the air, as scheduled, until then
+        on_air = span is None or now < prev + span
+        if (
+            on_air
+            and (end is None or end - now >= min_run)
+            and (budget is None or budget - streamed >= min_run)
+        ):
             return prev, end, "current"
     nxt = sched.next_after(now)
     if nxt is None:
