@@ -97,6 +97,8 @@ def list_(as_json: bool) -> int:
                 "url": mask_url(spec.output_url, spec.secrets()),
                 "mode": spec.mode,
                 "budget_seconds": spec.budget_seconds,
+                "schedule": spec.schedule,
+                "timezone": spec.timezone,
             }
         )
     if as_json:
@@ -107,7 +109,9 @@ def list_(as_json: bool) -> int:
 
         echo(f"no streams configured in {config.path}{old_config_hint(paths())}")
     for r in rows:
-        echo(f"{r['name']}\t{format_duration(r['budget_seconds'])}\t{r['mode']}\t{r['input']} -> {r['url']}")
+        shows = f"\tshows {r['schedule']!r} ({r['timezone'] or 'host time'})" if r["schedule"] else ""
+        line = f"{r['name']}\t{format_duration(r['budget_seconds'])}\t{r['mode']}\t{r['input']} -> {r['url']}"
+        echo(line + shows)
     for message in broken:
         sys.stderr.write(error_line(message))
     return EXIT_USAGE if broken else 0

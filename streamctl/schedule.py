@@ -293,6 +293,9 @@ def decide(
         lo = max(x for x in (st.show_at, st.seen_until, now - LOOKBACK) if x is not None)
     # the same wall-clock show as the current one (the host's zone changed since): not another show
     due = [t for t in sched.shows_in(lo, now) if st.show_label is None or sched.label(t) != st.show_label]
+    first = st.show_at is None and st.seen_until is None
+    if first:
+        due = due[-1:]  # only the latest can still start; those before it are not misses of this stream
     passed: list[tuple[float, str]] = []
     if due:
         latest = due[-1]
@@ -304,6 +307,8 @@ def decide(
         fits = end is None or end - now >= min_run
         if why == "missed" and late <= limit and fits:
             return Decision("start", latest, end, tuple(passed))
+        if first:
+            return Decision("none")  # a show from before the stream had its schedule: not its miss
         passed.append((latest, why))
         return Decision("none", None, None, tuple(passed))
     if st.show_at is not None and st.show_at <= now:

@@ -126,6 +126,8 @@ def test_a_new_schedule_does_not_count_the_shows_before_it_as_missed() -> None:
     assert (d.action, d.passed) == ("none", ())
     d = decide(sched, ShowState(), at("2026-06-10T20:05", BERLIN), 3600)
     assert d.action == "start" and d.passed == ()
+    d = decide(sched, ShowState(), at("2026-06-10T20:30", BERLIN), 3600)  # too late to start: not a miss
+    assert (d.action, d.passed) == ("none", ())
 
 
 def test_a_show_never_runs_into_the_next_and_the_next_starts_once_it_is_over() -> None:

@@ -50,9 +50,14 @@ def plan_start(paths: Paths, spec: StreamSpec, now: float) -> tuple[StreamSpec, 
     saying which. A stream without a schedule is returned as it is."""
     if spec.schedule is None:
         return spec, ""
+    import os
+
     sched = schedule_of(spec)
     st = StateStore(paths).load(spec.name)
     pick = current_or_next(sched, show_state(st, False), now, spec.budget_seconds, spec.window, MIN_RUN)
+    told = _told_show(sched, os.environ.get(SHOW_ENV), now)
+    if told is not None:
+        pick = (told, sched.window_end(told, spec.window), "current")
     if pick is None:
         raise UsageError(
             f"stream {spec.name!r}: its schedule {spec.schedule!r} has no show left; "
@@ -66,6 +71,17 @@ def plan_start(paths: Paths, spec: StreamSpec, now: float) -> tuple[StreamSpec, 
     return replace(spec, show_at=show, show_label=sched.label(show), until=until), line
 
 
+def _told_show(sched: Schedule, value: str | None, now: float) -> float | None:
+    """The show the tick launched this `start` for (SHOW_ENV), if it is one of the schedule's."""
+    if not value:
+        return None
+    try:
+        show = float(value)
+    except ValueError:
+        return None
+    return show if show <= now and sched.next_after(show - 1) == show else None
+
+
 # ---- the cron tick ------------------------------------------------------------------------------------
 class TickAction:
     __slots__ = ("action", "detail", "name")
@@ -77,14 +93,18 @@ class TickAction:
         return {"name": self.name, "action": self.action, "detail": self.detail}
 
 
-Launcher = Callable[[Paths, StreamSpec], int]
+Launcher = Callable[[Paths, StreamSpec, float], int]
 
 
-def launch_detached(paths: Paths, spec: StreamSpec) -> int:
-    """The show as `streamctl start NAME --detach` runs it: the supervisor works out the show itself."""
+SHOW_ENV = "_STREAMCTL_SHOW"  # the show the tick launched, for the `start` it runs (plan_start)
+
+
+def launch_detached(paths: Paths, spec: StreamSpec, show: float) -> int:
+    """SHOW as `streamctl start NAME --detach` runs it, told which show the tick decided on (a show
+    caught up late is no longer on the air by `start`'s own rule)."""
     from streamctl.run.detach import start_detached
 
-    pid, _ = start_detached(paths, spec, None, ["start", spec.name], wait=5.0)
+    pid, _ = start_detached(paths, spec, None, ["start", spec.name], wait=5.0, env={SHOW_ENV: repr(show)})
     return pid
 
 
@@ -129,7 +149,7 @@ def _tick_one(paths: Paths, config: Config, name: str, now: float, launch: Launc
         if d.passed or d.action != "none":
             store.save(st, now)
     if d.action in ("start", "resume") and d.show is not None:
-        pid = launch(paths, spec)
+        pid = launch(paths, spec, d.show)
         what = f"show_{'started' if d.action == 'start' else 'resumed'}"
         late = now - d.show
         out.append(TickAction(name, what, f"{sched.local(d.show)}, {late:.0f}s after its time, pid {pid}"))

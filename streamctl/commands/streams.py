@@ -38,6 +38,7 @@ class View:
         "_status",
         "name",
         "now",
+        "schedule",
         "state",
         "supervised",
     )
@@ -47,6 +48,7 @@ class View:
         self.state = state
         self.supervised = supervised  # a supervisor holds the run lock
         self.now = now
+        self.schedule: tuple[str, str | None] | None = None  # (schedule, timezone) from the config
         self._left_behind: ProcessIdentity | None = _UNKNOWN
         self._orphan: bool = _UNKNOWN
         self._session_runtime: float | None = _UNKNOWN
@@ -156,11 +158,41 @@ class View:
             "slow": bool(live and progress.get("slow")),
             "warning": bool(live and remaining is not None and remaining < WARN_BELOW),
             "orphan": self.orphan,
+            **self._show_fields(),
         }
 
+    def _show_fields(self) -> dict[str, Any]:
+        """A scheduled stream's schedule and next show (None for the others: every row has the keys)."""
+        out: dict[str, Any] = {"schedule": None, "show": None, "next_show": None, "next_show_local": None,
+                               "next_show_in_seconds": None, "schedule_paused": None}  # fmt: skip
+        if self.schedule is None:
+            return out
+        from streamctl.commands.shows import next_show
+        from streamctl.errors import UsageError
+        from streamctl.schedule import parse_schedule
 
-def _budget_from_config(paths: Paths, warn: Callable[[str], None] | None) -> dict[str, float | None]:
-    """Each configured stream's budget, and only that: no key file is read to show a status.
+        text, tz = self.schedule
+        st = self.state
+        out["schedule"], out["schedule_paused"] = text, st.shows_paused
+        try:
+            sched = parse_schedule(text, tz)
+            nxt = next_show(text, tz, st, self.now)
+        except UsageError:
+            return out  # a broken schedule: `status` warned of the table, `check` names it
+        out["show"] = sched.iso(st.show_at) if st.show_at is not None else None
+        if nxt is not None:
+            out["next_show"], out["next_show_local"] = sched.iso(nxt[0]), nxt[1]
+            out["next_show_in_seconds"] = round(nxt[0] - self.now)
+        return out
+
+
+Schedules = dict[str, tuple[str, str | None]]  # stream -> (schedule, timezone)
+
+
+def _budget_from_config(
+    paths: Paths, warn: Callable[[str], None] | None
+) -> tuple[dict[str, float | None], Schedules]:
+    """Each configured stream's budget, and the schedules: no key file is read to show a status.
 
     A config that cannot be read leaves the state files to go by: monitoring must not go dark because
     someone is editing the config (WARN hears why; without WARN the error is raised)."""
@@ -170,13 +202,21 @@ def _budget_from_config(paths: Paths, warn: Callable[[str], None] | None) -> dic
         if warn is None:
             raise
         warn(f"{e} (showing what the state files say)")
-        return {}
+        return {}, {}
     out: dict[str, float | None] = {}
+    broken = set()
     for name, (budget, mistake) in config.budgets().items():
         out[name] = budget
-        if mistake is not None and warn is not None:
-            warn(mistake)  # shown all the same; `start` would refuse it
-    return out
+        if mistake is not None:
+            broken.add(name)
+            if warn is not None:
+                warn(mistake)  # shown all the same; `start` would refuse it
+    schedules = {
+        name: (t["schedule"], t.get("timezone"))
+        for name, t in config.streams.items()
+        if "schedule" in t and name not in broken
+    }
+    return out, schedules
 
 
 def views(
@@ -188,7 +228,7 @@ def views(
     """Views of NAMES (all configured or known streams when None). Unknown names raise NotFound."""
     now = time.time() if now is None else now
     store = StateStore(paths)
-    configured = _budget_from_config(paths, warn)
+    configured, schedules = _budget_from_config(paths, warn)
     known = sorted(set(store.names()) | set(configured))
     if names:
         for n in names:
@@ -202,7 +242,9 @@ def views(
         st = store.load(n) or StreamState(name=n, budget_seconds=configured.get(n))
         # Only a stream whose state says it runs can have a supervisor: probe its lock, skip the rest.
         supervised = st.status_enum.running and is_locked(paths.run_lock(n))
-        out.append(View(n, st, supervised, now))
+        view = View(n, st, supervised, now)
+        view.schedule = schedules.get(n)
+        out.append(view)
     return out
 
 

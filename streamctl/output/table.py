@@ -182,6 +182,11 @@ def render_status(
             text = f"warning: {r['name']} ends in {format_duration(r['remaining_seconds'])}"
             lines.append(paint(text, "bold yellow"))
     for r in rows:
+        if r.get("next_show_local"):
+            paused = ", schedule paused" if r.get("schedule_paused") else ""
+            when = format_duration(r["next_show_in_seconds"])
+            lines.append(f"{r['name']}: next show {r['next_show_local']} (in {when}){paused}")
+    for r in rows:
         if r["status"] == "failed":
             text = f"{r['name']}: failed" + (f" ({r['stop_reason']})" if r["stop_reason"] else "")
             if r.get("last_error"):

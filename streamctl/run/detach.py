@@ -20,7 +20,12 @@ DETACHED = "_STREAMCTL_DETACHED"
 
 
 def start_detached(
-    paths: Paths, spec: StreamSpec, ffmpeg: str | None, args: list[str], wait: float = 15.0
+    paths: Paths,
+    spec: StreamSpec,
+    ffmpeg: str | None,
+    args: list[str],
+    wait: float = 15.0,
+    env: dict[str, str] | None = None,
 ) -> tuple[int, str | None]:
     """Launch `streamctl ARGS -q` detached; return its pid, and why its first attempt failed, if it did.
 
@@ -37,7 +42,7 @@ def start_detached(
     with tempfile.TemporaryFile() as err:
         child = subprocess.Popen(
             [sys.executable, "-m", "streamctl", *args, "-q"],
-            env={**os.environ, DETACHED: "1"},  # the child runs in the foreground of its own session
+            env={**os.environ, **(env or {}), DETACHED: "1"},  # in the foreground of its own session
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=err,
