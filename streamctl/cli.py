@@ -416,7 +416,10 @@ def skip(name: Name) -> None:
 
 @app.command()
 def pause(name: Name) -> None:
-    """Pause a stream's schedule: no show starts until `streamctl resume NAME` (a running one goes on)."""
+    """Pause a stream's schedule: no show starts until `streamctl resume NAME` (a running one goes on).
+
+    Example: streamctl pause evening
+    """
     from streamctl.commands.shows import pause as pause_shows
 
     pause_shows(_paths(), name, True)

@@ -307,7 +307,7 @@ def decide(
         fits = end is None or end - now >= min_run
         if why == "missed" and late <= limit and fits:
             return Decision("start", latest, end, tuple(passed))
-        if first:
+        if first and why == "missed":
             return Decision("none")  # a show from before the stream had its schedule: not its miss
         passed.append((latest, why))
         return Decision("none", None, None, tuple(passed))

@@ -291,6 +291,10 @@ def test_corrupt_state_is_named_kept_and_never_reset(home: Path) -> None:
         "logs",
         "doctor",
         "demo",
+        "shows",
+        "skip",
+        "pause",
+        "resume",
     ],
 )
 def test_every_help_has_an_example(command: str) -> None:

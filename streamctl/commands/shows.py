@@ -146,7 +146,9 @@ def _tick_one(paths: Paths, config: Config, name: str, now: float, launch: Launc
             if d.action == "start":
                 st.new_show(d.show, now, sched.label(d.show))
             st.show_launched_at = now
-        if d.passed or d.action != "none":
+        if st.show_at is None and st.shows_seen is None and d.action == "none":
+            st.shows_seen = now  # the schedule is seen from here on: a show after this is this stream's
+        if d.passed or d.action != "none" or st.shows_seen == now:
             store.save(st, now)
     if d.action in ("start", "resume") and d.show is not None:
         pid = launch(paths, spec, d.show)
