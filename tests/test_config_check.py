@@ -285,7 +285,11 @@ def test_the_example_config_has_only_known_keys_of_the_right_type() -> None:
     check_table(path, data["defaults"], "defaults", stream=False)
     for name, table in data["streams"].items():
         check_table(path, table, f"streams.{name}", stream=True)
-    assert set(data["streams"]) == {"morning", "twitch"}
+    assert set(data["streams"]) == {"morning", "twitch", "evening"}
+    from streamctl.schedule import parse_schedule
+
+    evening = data["streams"]["evening"]
+    assert parse_schedule(evening["schedule"], evening["timezone"]).cron == "0 20 * * 1-5"
 
 
 def test_add_takes_a_key_env_that_only_start_has_and_says_replaced_only_when_it_was(
