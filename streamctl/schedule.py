@@ -46,7 +46,7 @@ def zone(name: str | None) -> tzinfo:
         return host_zone()
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
         raise UsageError(
             f"timezone {name!r} is not a time zone name; use an IANA name like Europe/Berlin or UTC"
         ) from None
@@ -87,7 +87,9 @@ class Schedule:
 
         start = datetime.fromtimestamp(t, self.tz)
         for when in CronSim(self.cron, start):
-            yield when.timestamp()
+            ts = when.timestamp()
+            if ts > t:  # from inside a repeated hour, cronsim gives that hour's first pass: already gone
+                yield ts
 
     def next_after(self, t: float) -> float | None:
         return next(self.after(t), None)
@@ -291,8 +293,11 @@ def decide(
         lo = now - limit  # a schedule seen for the first time: shows before it are not its misses
     else:
         lo = max(x for x in (st.show_at, st.seen_until, now - LOOKBACK) if x is not None)
-    # the same wall-clock show as the current one (the host's zone changed since): not another show
-    due = [t for t in sched.shows_in(lo, now) if st.show_label is None or sched.label(t) != st.show_label]
+    due = sched.shows_in(lo, now)
+    if st.show_at is not None and st.show_label is not None and sched.label(st.show_at) != st.show_label:
+        # the zone changed since the current show (the host's): the show at its wall-clock time in the
+        # new zone is that show, not another (within one zone, a repeated hour's two shows are two)
+        due = [t for t in due if sched.label(t) != st.show_label]
     first = st.show_at is None and st.seen_until is None
     if first:
         due = due[-1:]  # only the latest can still start; those before it are not misses of this stream

@@ -201,8 +201,17 @@ def test_daylight_saving_changes_start_each_show_once(
         assert [local(s, tz) for s in shows] == want
     else:
         on_day = [local(s, tz) for s in shows if local(s, tz).startswith(day)]
-        assert [d for d in on_day if " 01:15 " in d] == [f"{day} 01:15 EDT"]  # 01:15 twice on the clock: once
-        assert len(on_day) == 24  # one an hour of the 25-hour day, as cron runs it
+        # an hourly schedule runs in both passes of the repeated hour, as Debian cron runs such a job: the
+        # 25-hour day has 25 shows, 01:15 EDT and 01:15 EST among them (two instants, two shows)
+        assert [d for d in on_day if " 01:15 " in d] == [f"{day} 01:15 EDT", f"{day} 01:15 EST"]
+        assert len(on_day) == 25
+
+
+def test_the_next_show_from_inside_a_repeated_hour_is_ahead() -> None:
+    sched = parse_schedule("daily 02:30", BERLIN)
+    second_pass = at("2026-10-25T02:00", BERLIN) + 3600 + 600  # 02:10 CET, after 02:30 CEST
+    assert local(sched.next_after(second_pass) or 0, BERLIN) == "2026-10-26 02:30 CET"
+    assert sched.shows_in(second_pass - 1, second_pass + 3600) == []
 
 
 def test_a_host_time_zone_change_does_not_run_a_show_twice() -> None:

@@ -149,3 +149,38 @@ def test_start_runs_the_current_show_or_the_next_one_early_and_says_which(
     assert line.startswith("eve: the current show (") and "until" in line
     run, line = plan_start(paths, spec, today + 7300)  # after the window: tomorrow's, now
     assert run.show_at == today + 86400 and line.startswith("eve: the next show, now (")
+
+
+def test_a_one_off_starts_when_its_time_has_come(home: Path, input_file: Path) -> None:
+    add("once", input_file, "--schedule", "2099-01-01T20:00", "--timezone", "UTC")
+    show = (time.time() // 60 - 2) * 60  # its time came two minutes ago, by the real clock
+    config = home / "streamctl.toml"
+    when = time.strftime("%Y-%m-%dT%H:%M", time.gmtime(show))
+    config.write_text(config.read_text().replace("2099-01-01T20:00", when))
+    made, launch = launches()
+    acts = tick(Paths.from_env(), None, launch)  # type: ignore[arg-type]
+    assert [a.action for a in acts] == ["show_started"] and made == [("once", show)]
+    assert run_cli("check", "once").returncode == 2  # `check` still says it will not run again
+
+
+def test_the_schedule_readers_need_no_key_and_odd_input_is_one_line(
+    home: Path, input_file: Path, tmp_path: Path
+) -> None:
+    key = tmp_path / "key"
+    key.write_text("a-secret-key-from-a-file\n")
+    r = run_cli("add", "eve", "-i", str(input_file), "--url", "rtmp://h/live", "--key-file", str(key),
+                "--duration", "1h", "--schedule", "daily 20:00", "--timezone", "UTC")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    key.unlink()  # `shows` and the tick's decisions read no key (the launch does, as `start` would)
+    r = run_cli("shows", "eve", "--json")
+    assert r.returncode == 0 and str(key) not in r.stdout and str(key) not in r.stderr
+    for args, message in [
+        (["--timezone", "A" * 300], "is not a time zone name"),
+        (["--window", "2h"], "window is for a schedule"),
+        (["--catch-up", "5m"], "catch_up is for a schedule"),
+    ]:
+        before = snapshot(home)
+        r = run_cli("add", "x", "-i", str(input_file), "--url", "rtmp://h/live", "--key", "a-secret-key",
+                    "--duration", "1h", *args)  # fmt: skip
+        assert r.returncode == 2 and message in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+        assert snapshot(home) == before

@@ -104,7 +104,11 @@ def launch_detached(paths: Paths, spec: StreamSpec, show: float) -> int:
     caught up late is no longer on the air by `start`'s own rule)."""
     from streamctl.run.detach import start_detached
 
-    pid, _ = start_detached(paths, spec, None, ["start", spec.name], wait=5.0, env={SHOW_ENV: repr(show)})
+    pid, first_error = start_detached(
+        paths, spec, None, ["start", spec.name], wait=5.0, env={SHOW_ENV: repr(show)}
+    )
+    if first_error:
+        raise StreamctlError(f"show launched (supervisor pid {pid}), its first attempt failed: {first_error}")
     return pid
 
 
@@ -125,11 +129,13 @@ def tick(paths: Paths, now: float | None = None, launch: Launcher = launch_detac
             out += _tick_one(paths, config, name, time.time() if now is None else now, launch)
         except StreamctlError as e:
             out.append(TickAction(name, "error", str(e)))
+        except (OSError, ValueError) as e:  # one stream's trouble must not cost the others their shows
+            out.append(TickAction(name, "error", f"{type(e).__name__}: {e}"))
     return out
 
 
 def _tick_one(paths: Paths, config: Config, name: str, now: float, launch: Launcher) -> list[TickAction]:
-    spec = config.checked_spec(name, need_env=False)
+    spec = config.schedule_spec(name)
     sched = schedule_of(spec)
     store = StateStore(paths)
     out: list[TickAction] = []
@@ -151,7 +157,8 @@ def _tick_one(paths: Paths, config: Config, name: str, now: float, launch: Launc
         if d.passed or d.action != "none" or st.shows_seen == now:
             store.save(st, now)
     if d.action in ("start", "resume") and d.show is not None:
-        pid = launch(paths, spec, d.show)
+        # the whole spec (its key) only to launch: a key mistake is the launch's error, as `start`'s
+        pid = launch(paths, config.spec(name, need_env=False), d.show)
         what = f"show_{'started' if d.action == 'start' else 'resumed'}"
         late = now - d.show
         out.append(TickAction(name, what, f"{sched.local(d.show)}, {late:.0f}s after its time, pid {pid}"))
@@ -166,7 +173,7 @@ def _scheduled(paths: Paths, name: str) -> StreamSpec:
         from streamctl.errors import did_you_mean
 
         raise NotFound(f"no stream named {name!r} in {config.path}{did_you_mean(name, config.streams)}")
-    spec = config.spec(name, need_env=False)
+    spec = config.spec(name, need_env=False, read_key=False)
     if spec.schedule is None:
         raise UsageError(f'stream {name!r} has no schedule: add schedule = "mon-fri 20:00" to it')
     return spec

@@ -264,8 +264,11 @@ def _validate_schedule(spec: StreamSpec) -> None:
     from streamctl.schedule import parse_schedule, zone
 
     if spec.schedule is None:
-        zone(spec.timezone)
-        raise UsageError('timezone is for a schedule: add schedule = "mon-fri 20:00" or drop timezone')
+        given = [k for k, v in (("timezone", spec.timezone), ("window", spec.window),
+                                ("catch_up", spec.catch_up)) if v is not None]  # fmt: skip
+        if spec.timezone is not None:
+            zone(spec.timezone)
+        raise UsageError(f'{given[0]} is for a schedule: add schedule = "mon-fri 20:00" or drop {given[0]}')
     parse_schedule(spec.schedule, spec.timezone)
     if spec.budget_seconds is None and spec.window is None:
         raise UsageError('a schedule needs each show\'s length: add budget = "2h" (or window = "2h")')
@@ -299,7 +302,7 @@ def validate_spec(spec: StreamSpec) -> StreamSpec:
             f"stream key is {len(spec.key)} characters; streamctl needs at least {MIN_KEY}, so that masking "
             "it never hides ordinary text (a server with short keys: write the key into the url)"
         )
-    if spec.schedule is not None or spec.timezone is not None:
+    if spec.schedule is not None or spec.timezone is not None or spec.window or spec.catch_up:
         _validate_schedule(spec)
     if spec.mode not in MODES:
         raise UsageError(f"mode must be copy or encode, got {spec.mode!r}")
@@ -482,8 +485,9 @@ class Config:
         except UsageError as e:
             raise UsageError(f"config {self.path}: [streams.{name}] {e}") from None
 
-    def spec(self, name: str, need_env: bool = True) -> StreamSpec:
-        """NAME's spec as configured; any mistake in its table raises UsageError naming the key."""
+    def spec(self, name: str, need_env: bool = True, read_key: bool = True) -> StreamSpec:
+        """NAME's spec as configured; any mistake in its table raises UsageError naming the key.
+        READ_KEY False: without the key (the schedule's readers need none, and no key file is read)."""
         table = self._table(name)
         base = self.settings()
         where = f"streams.{name}"
@@ -492,7 +496,7 @@ class Config:
                 name=name,
                 input=table.get("input", ""),
                 url=table.get("url", ""),
-                key=_key(table, need_env),
+                key=_key(table, need_env) if read_key else None,
                 budget_seconds=_budget(table),
                 also=tuple(table.get("also", [])),
                 until=_until(table["until"]) if "until" in table else None,
@@ -513,6 +517,16 @@ class Config:
             )
         except UsageError as e:
             raise UsageError(f"config {self.path}: [{where}] {e}") from None
+
+    def schedule_spec(self, name: str) -> StreamSpec:
+        """NAME's spec for the schedule's readers (the tick, `shows`): checked as `start` checks it, a
+        one-off that passed included (its show is what the tick acts on), without the key."""
+        spec = self.spec(name, need_env=False, read_key=False)
+        try:
+            validate_spec(spec)
+        except UsageError as e:
+            raise UsageError(f"config {self.path}: [streams.{name}] {e}") from None
+        return spec
 
     def checked_spec(self, name: str, need_env: bool = True) -> StreamSpec:
         """NAME's spec, validated as `start` would run it, with a budget or a future deadline required."""
