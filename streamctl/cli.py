@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from typing import Annotated
@@ -380,6 +381,34 @@ def reset_runtime(name: Name) -> None:
 
     old = control.reset_runtime(_paths(), name)
     typer.echo(f"{name}: runtime reset (was {format_duration(old)})")
+
+
+@app.command()
+def events(
+    name: Name,
+    as_json: Json = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events.")] = False,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="How many last events to print.")] = 20,
+) -> None:
+    """A stream's event journal: went live, restarted (and why), recovered, gave up, ending soon, ended,
+    supervisor lost, swept, shows started or missed. JSON: one object a line.
+
+    Example: streamctl events morning -f
+    """
+    from streamctl.commands.watch import follow_events, format_event
+    from streamctl.store.events import read
+
+    paths = _paths()
+    got = read(paths, name, lines)
+    if not got and not follow:
+        from streamctl.commands.streams import views
+
+        views(paths, [name])  # an unknown stream is exit 3 with a "did you mean"
+    for rec in got:
+        _write_flushed((json.dumps(rec, sort_keys=True) if as_json else format_event(rec)) + "\n")
+    if follow:
+        follow_events(paths, name, len(got), lambda rec: _write_flushed(
+            (json.dumps(rec, sort_keys=True) if as_json else format_event(rec)) + "\n"))  # fmt: skip
 
 
 @app.command()

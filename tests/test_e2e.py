@@ -9,6 +9,7 @@ and never more than +0.5 s over the budget.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -93,6 +94,13 @@ def test_crash_leaves_the_remaining_budget(home: Path, media: Path, no_leftovers
     assert sum(durations) <= 10.5
     log = (home / "state" / "logs" / "crash.log").read_text()
     assert "restart 1/3" in log and "crash-streamkey" not in log + err
+    # the event journal: one record per change, in order, the key in none
+    r = run_cli("events", "crash", "--json")
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [e["event"] for e in events] == ["live", "ending_soon", "restarted", "recovered", "ended"]
+    assert events[2]["why"] == f"exited with {-signal.SIGSEGV}" and events[2]["attempt"] == 1
+    assert (events[4]["reason"], events[4]["restarts"]) == ("duration_reached", 1)
+    assert "crash-streamkey" not in r.stdout + (home / "state" / "events" / "crash.jsonl").read_text()
 
 
 def test_refused_ingest_exhausts_retries(home: Path, media: Path, no_leftovers: Rtmp) -> None:

@@ -77,6 +77,8 @@ def test_sweep_corrects_a_stale_live_status(home: Path, media: Path, no_leftover
         "status", "--format", "prometheus").stdout  # fmt: skip
     r = run_cli("sweep")
     assert r.stdout.startswith("stale: marked_lost")
+    events = [json.loads(line) for line in run_cli("events", "stale", "--json").stdout.splitlines()]
+    assert [e["event"] for e in events][-1] == "supervisor_lost" and "nothing runs" in events[-1]["detail"]
     st = read_state(home, "stale")
     assert (st["status"], st["stop_reason"]) == ("offline", "supervisor_lost")
     # the checkpoint, plus what it may have streamed until it died (at most one interval): never under-counted

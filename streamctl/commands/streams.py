@@ -13,13 +13,12 @@ from streamctl.errors import ConfigRefused, Conflict, NotFound, StreamctlError, 
 from streamctl.store.config import load_config
 from streamctl.store.fileio import is_locked
 from streamctl.store.lifecycle import Status, StopReason
+from streamctl.store.limit import WARN_BELOW  # seconds left: "ending soon"
 from streamctl.store.paths import Paths, validate_name
 from streamctl.store.state import StateStore, StreamState, iso
 
 if TYPE_CHECKING:
     from streamctl.run.process import ProcessIdentity
-
-WARN_BELOW = 300.0  # seconds: "ending soon"
 
 
 _UNKNOWN: Any = object()  # a View's figure not looked up yet

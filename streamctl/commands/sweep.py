@@ -11,6 +11,7 @@ A process is only ever signalled when its pid, start time and command line all m
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import TYPE_CHECKING
 
@@ -143,6 +144,12 @@ def sweep(paths: Paths, grace: float = 5.0, now: float | None = None) -> list[Ac
         from streamctl.commands.shows import tick
 
         actions += [Action(a.name, a.action, a.detail) for a in tick(paths, now)]
+    if actions:
+        from streamctl.output.alerts import record_action
+
+        for a in actions:
+            with contextlib.suppress(StreamctlError, OSError):  # the journal must not fail the sweep
+                record_action(paths, a.name, a.action, a.detail, time.time() if now is None else now)
     return actions
 
 

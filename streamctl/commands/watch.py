@@ -66,3 +66,41 @@ def follow(
             write(line)
         else:
             sleep(FOLLOW_POLL_SECONDS)
+
+
+def format_event(rec: dict[str, Any]) -> str:
+    """One journal record as a line: its local time, the event, then its figures."""
+    from streamctl.durations import format_duration
+
+    t = rec.get("t")
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if isinstance(t, int | float) else "?"
+    parts = []
+    for k, v in rec.items():
+        if k in ("t", "time", "stream", "event") or v is None:
+            continue
+        if k in ("streamed", "budget", "remaining", "delay") and isinstance(v, int | float):
+            v = format_duration(v)
+        parts.append(f"{k}={v}")
+    return f"{when}  {rec.get('stream', '?')}  {rec.get('event', '?'):<16} {' '.join(parts)}".rstrip()
+
+
+def follow_events(
+    paths: Any,
+    name: str,
+    seen: int,
+    write: Callable[[dict[str, Any]], None],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> NoReturn:
+    """Hand each event added to NAME's journal to WRITE, forever. The journal is read by its records'
+    times, so a rotation between two looks loses nothing and repeats nothing."""
+    from streamctl.store.events import read
+
+    last = read(paths, name, 1)
+    after = last[-1].get("t", 0) if last and seen else 0
+    while True:
+        for rec in read(paths, name):
+            if rec.get("t", 0) > after:
+                after = rec.get("t", 0)
+                write(rec)
+        sleep(FOLLOW_POLL_SECONDS)

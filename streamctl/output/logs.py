@@ -211,6 +211,7 @@ LINES: dict[Kind, Callable[[Event], list[Line]]] = {
         )
     ],
     Kind.RUN_ENDED: _run_ended,
+    Kind.ENDING_SOON: lambda e: [(WARNING, f"under {d(300)} left: ends in {d(e.figures['remaining'])}")],
 }
 
 

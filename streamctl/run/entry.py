@@ -105,7 +105,11 @@ def start_stream(
         def ffmpeg_said(line: str) -> None:
             log.info("ffmpeg: %s", line)
 
-        sup = Supervisor(spec, paths, ffmpeg, [LogListener(log)], ffmpeg_said, on_tick=on_tick)
+        from streamctl.output.alerts import AlertListener
+        from streamctl.run.events import Listener
+
+        listeners: list[Listener] = [LogListener(log), AlertListener(paths, spec.name, spec.secrets())]
+        sup = Supervisor(spec, paths, ffmpeg, listeners, ffmpeg_said, on_tick=on_tick)
         # Before the run publishes our pid: a `stop` from then on is never lost.
         with stop_on_signals(sup.request_stop):
             return sup.run()

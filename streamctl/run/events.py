@@ -38,6 +38,7 @@ class Kind(StrEnum):
     SESSION_ENDED = "session_ended"  # end, rc, streamed, total, budget, cause
     RESTARTING = "restarting"  # why, streamed, attempt, retries, delay, remaining
     GAVE_UP = "gave_up"  # failures, last
+    ENDING_SOON = "ending_soon"  # remaining: under store.limit.WARN_BELOW left, once a run
     RUN_ENDED = "run_ended"  # status, streamed, budget, remaining, sessions, restarts, wall
 
 

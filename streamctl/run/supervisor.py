@@ -26,7 +26,7 @@ from streamctl.run.watchdog import Verdict
 from streamctl.store.config import StreamSpec, require_limit
 from streamctl.store.fileio import HeldLock
 from streamctl.store.lifecycle import Status, StopReason
-from streamctl.store.limit import Limit
+from streamctl.store.limit import WARN_BELOW, Limit
 from streamctl.store.paths import Paths
 from streamctl.store.state import StateStore
 
@@ -92,6 +92,7 @@ class Supervisor:
         self._stop_source = ""
         self._cause: str | None = None  # why the last session failed
         self._streamed = False  # some session of this run streamed media
+        self._warned = False  # the ending_soon event went out
 
     @property
     def status(self) -> Status:
@@ -249,6 +250,7 @@ class Supervisor:
                 self.emit(Kind.STOPPING, source=self._stop_source)
                 return End.STOPPED, s.stop()
             self._go_live(s)
+            self._warn_ending(s)
             verdict = s.check(self.limit.until)
             if verdict == Verdict.OVERRAN:
                 return End.OVERRAN, s.stop()
@@ -268,6 +270,14 @@ class Supervisor:
         if s.live and self.status == Status.STARTING:
             self.journal.commit(s, Status.LIVE)
             self.emit(Kind.LIVE)
+
+    def _warn_ending(self, s: Session) -> None:
+        """Once a run, while live: under WARN_BELOW left (an event for the people told of it)."""
+        if not self._warned and s.live and self.status == Status.LIVE:
+            left = self.remaining()
+            if left < WARN_BELOW:
+                self._warned = True
+                self.emit(Kind.ENDING_SOON, remaining=left)
 
     def _next_look(self, s: Session) -> float:
         """How long the loop may sleep unless woken: the tick, but no later than the next checkpoint

@@ -18,6 +18,7 @@ else:
     from streamctl.records import dataclass
 
 Which = Literal["budget", "deadline"]
+WARN_BELOW = 300.0  # seconds left under which a stream is "ending soon" (status, the ending_soon event)
 
 
 @dataclass(frozen=True)

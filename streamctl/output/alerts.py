@@ -1,0 +1,96 @@
+"""The events worth telling people about, as one record each in the stream's event journal
+(store/events.py), from whichever process saw them: the supervisor's run (AlertListener), `sweep` and the
+cron tick (record_action).
+
+| event | when | figures |
+|---|---|---|
+| live | the stream went live (first time in a run) | |
+| recovered | live again after failures | restarts |
+| restarted | a session failed and another follows | why, attempt, retries, delay, remaining |
+| gave_up | retries exhausted | failures, last |
+| ending_soon | under 5 minutes left, once a run | remaining |
+| ended | the run ended | reason, status, streamed, budget, sessions, restarts |
+| supervisor_lost | a supervisor was found gone (by `sweep`, or the next `start`) | detail / streamed |
+| swept | `sweep` stopped an ffmpeg past its time | detail |
+| show_started, show_resumed, show_missed, show_skipped, show_paused | the schedule (shows.py) | detail |
+
+One record per change, never repeated for the same state. The figures are masked by the writer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamctl.masking import mask_text
+from streamctl.run.events import Event, Kind
+from streamctl.store.paths import Paths
+from streamctl.store.state import iso
+
+_FIGURES = {
+    Kind.RESTARTING: ("why", "attempt", "retries", "delay", "remaining"),
+    Kind.GAVE_UP: ("failures", "last"),
+    Kind.ENDING_SOON: ("remaining",),
+    Kind.RUN_ENDED: ("status", "streamed", "budget", "sessions", "restarts"),
+    Kind.RECOVERED: ("streamed",),
+}
+_NAMES = {
+    Kind.RESTARTING: "restarted",
+    Kind.GAVE_UP: "gave_up",
+    Kind.ENDING_SOON: "ending_soon",
+    Kind.RUN_ENDED: "ended",
+    Kind.RECOVERED: "supervisor_lost",  # the next `start` found the last one's supervisor gone
+}
+
+
+def record(stream: str, event: str, at: float, reason: str | None = None, **figures: Any) -> dict[str, Any]:
+    """One journal record: the same shape from every writer."""
+    return {"time": iso(at), "t": round(at, 3), "stream": stream, "event": event, "reason": reason, **figures}
+
+
+class AlertListener:
+    """Turns a supervisor's run events into journal records (and, later, messages)."""
+
+    def __init__(self, paths: Paths, name: str, secrets: list[str]) -> None:
+        self.paths, self.name, self.secrets = paths, name, [s for s in secrets if s]
+        self._failed = False  # a session failed since the stream was last live
+
+    def __call__(self, event: Event) -> None:
+        if event.kind == Kind.LIVE:
+            name = "recovered" if self._failed else "live"
+            self._failed = False
+            self._write(record(self.name, name, event.time))
+            return
+        if event.kind == Kind.RESTARTING:
+            self._failed = True
+        public = _NAMES.get(event.kind)
+        if public is None:
+            return
+        figures = {k: event.figures.get(k) for k in _FIGURES[event.kind]}
+        self._write(record(self.name, public, event.time, event.reason, **figures))
+
+    def _write(self, rec: dict[str, Any]) -> None:
+        from streamctl.store.events import append
+
+        append(self.paths, self.name, _masked(rec, self.secrets))
+
+
+def _masked(rec: dict[str, Any], secrets: list[str]) -> dict[str, Any]:
+    return {k: mask_text(v, secrets) if isinstance(v, str) else v for k, v in rec.items()}
+
+
+# sweep's and the tick's actions, as events
+_ACTIONS = {
+    "marked_lost": "supervisor_lost",
+    "adopted_orphan": "supervisor_lost",
+    "stopped_orphan": "swept",
+    "stopped_overrun": "swept",
+}
+
+
+def record_action(paths: Paths, name: str, action: str, detail: str, at: float) -> None:
+    """A `sweep` or tick action in NAME's journal (errors are not events: they are sweep's output)."""
+    from streamctl.store.events import append
+
+    event = _ACTIONS.get(action, action if action.startswith("show_") else None)
+    if event is not None and name:
+        append(paths, name, record(name, event, at, detail=detail))
