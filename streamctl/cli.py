@@ -411,6 +411,38 @@ def events(
             (json.dumps(rec, sort_keys=True) if as_json else format_event(rec)) + "\n"))  # fmt: skip
 
 
+notify_app = typer.Typer(help="Notifications of a stream's events (apprise URLs, an on_event command).")
+app.add_typer(notify_app, name="notify")
+
+
+@notify_app.command("test")
+def notify_test(name: Name) -> None:
+    """Send a test message to every target of a stream (notify URLs and its on_event command), and say
+    which got it. Exits 1 if one did not.
+
+    Example: streamctl notify test morning
+    """
+    import time
+
+    from streamctl.errors import EXIT_FAILED
+    from streamctl.output.alerts import record
+    from streamctl.output.deliver import send
+    from streamctl.store.config import load_config
+
+    paths = _paths()
+    spec = load_config(paths).spec(name, need_env=False)
+    s = spec.settings
+    if not s.notify and not s.on_event:
+        raise UsageError(f'stream {name!r} has no targets: add notify = ["json://host/path"] or on_event')
+    rec = record(name, "test", time.time(), detail="a test message from streamctl")
+    got = send(rec, tuple(s.notify), tuple(s.on_event), spec.secrets(), str(paths.log_file(name)), wait=True)
+    results = got or {}
+    for target, result in results.items():
+        typer.echo(f"{target}: {result}")
+    if any(r != "ok" for r in results.values()) or not results:
+        raise typer.Exit(EXIT_FAILED)
+
+
 @app.command()
 def shows(name: Name, as_json: Json = False) -> None:
     """A scheduled stream's past shows, the current one and the next ones.

@@ -21,11 +21,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from streamctl.errors import StreamctlError
 from streamctl.masking import mask_text
 from streamctl.run.events import Event, Kind
 from streamctl.store.paths import Paths
 from streamctl.store.state import iso
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from streamctl.store.config import Settings
+
+EVENTS = ("live", "recovered", "restarted", "gave_up", "ending_soon", "ended", "supervisor_lost", "swept",
+          "show_started", "show_resumed", "show_missed", "show_skipped", "show_paused", "test")  # fmt: skip
 _FIGURES = {
     Kind.RESTARTING: ("why", "attempt", "retries", "delay", "remaining"),
     Kind.GAVE_UP: ("failures", "last"),
@@ -50,8 +57,9 @@ def record(stream: str, event: str, at: float, reason: str | None = None, **figu
 class AlertListener:
     """Turns a supervisor's run events into journal records (and, later, messages)."""
 
-    def __init__(self, paths: Paths, name: str, secrets: list[str]) -> None:
+    def __init__(self, paths: Paths, name: str, secrets: list[str], settings: Settings | None = None) -> None:
         self.paths, self.name, self.secrets = paths, name, [s for s in secrets if s]
+        self.settings = settings
         self._failed = False  # a session failed since the stream was last live
 
     def __call__(self, event: Event) -> None:
@@ -71,7 +79,23 @@ class AlertListener:
     def _write(self, rec: dict[str, Any]) -> None:
         from streamctl.store.events import append
 
-        append(self.paths, self.name, _masked(rec, self.secrets))
+        rec = _masked(rec, self.secrets)
+        append(self.paths, self.name, rec)
+        if self.settings is not None:
+            tell(self.paths, rec, self.settings, self.secrets)
+
+
+def tell(paths: Paths, rec: dict[str, Any], settings: Settings, secrets: list[str]) -> None:
+    """REC to the targets SETTINGS name for its event, from a helper process (output/deliver.py)."""
+    from streamctl.output.deliver import wanted
+
+    event = rec["event"]
+    notify = settings.notify if wanted(event, settings.notify_events) else ()
+    hook = settings.on_event if wanted(event, settings.on_event_events) else ()
+    if notify or hook:
+        from streamctl.output.deliver import send
+
+        send(rec, tuple(notify), tuple(hook), secrets, str(paths.log_file(rec["stream"])))
 
 
 def _masked(rec: dict[str, Any], secrets: list[str]) -> dict[str, Any]:
@@ -88,9 +112,22 @@ _ACTIONS = {
 
 
 def record_action(paths: Paths, name: str, action: str, detail: str, at: float) -> None:
-    """A `sweep` or tick action in NAME's journal (errors are not events: they are sweep's output)."""
+    """A `sweep` or tick action in NAME's journal and to its targets (errors are not events: they are
+    sweep's output)."""
     from streamctl.store.events import append
 
     event = _ACTIONS.get(action, action if action.startswith("show_") else None)
-    if event is not None and name:
-        append(paths, name, record(name, event, at, detail=detail))
+    if event is None or not name:
+        return
+    rec = record(name, event, at, detail=detail)
+    append(paths, name, rec)
+    try:
+        from streamctl.store.config import load_config
+
+        config = load_config(paths)
+        if name not in config.streams:
+            return
+        spec = config.spec(name, need_env=False, read_key=False)
+    except StreamctlError:
+        return  # a broken config: the journal has it, `sweep` and `check` name the mistake
+    tell(paths, rec, spec.settings, spec.secrets())

@@ -108,7 +108,8 @@ def start_stream(
         from streamctl.output.alerts import AlertListener
         from streamctl.run.events import Listener
 
-        listeners: list[Listener] = [LogListener(log), AlertListener(paths, spec.name, spec.secrets())]
+        alerts = AlertListener(paths, spec.name, spec.secrets(), spec.settings)
+        listeners: list[Listener] = [LogListener(log), alerts]
         sup = Supervisor(spec, paths, ffmpeg, listeners, ffmpeg_said, on_tick=on_tick)
         # Before the run publishes our pid: a `stop` from then on is never lost.
         with stop_on_signals(sup.request_stop):

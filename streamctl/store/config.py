@@ -55,6 +55,9 @@ _EXPECTED = {
     "hours": "a number of hours like 5 or 1.5",
     "datetime": "a date and time like 2026-12-01T22:00:00",
     "urls": 'a list of URLs like ["rtmp://host/app/KEY"]',
+    "notify": 'a list of apprise URLs like ["tgram://BOT_TOKEN/CHAT_ID", "json://host/path"]',
+    "argv": 'a command as a list like ["/usr/local/bin/alert", "--stream"] (no shell)',
+    "events": 'a list of event names like ["gave_up", "ended"]',
 }
 
 KEYS: dict[str, Key] = {
@@ -86,6 +89,11 @@ KEYS: dict[str, Key] = {
     "stall_timeout": Key("duration", stream_only=False),
     "grace": Key("duration", stream_only=False),
     "ffmpeg": Key("string", stream_only=False),
+    # who is told of the stream's events (output/alerts.py): apprise URLs, and a local command
+    "notify": Key("notify", stream_only=False),
+    "notify_events": Key("events", stream_only=False),
+    "on_event": Key("argv", stream_only=False),
+    "on_event_events": Key("events", stream_only=False),
     # shows on a schedule (schedule.py): the budget is then each show's
     "schedule": Key("string"),
     "timezone": Key("string"),
@@ -123,7 +131,7 @@ def _type_ok(kind: str, value: Any) -> bool:
         import datetime as dt  # the config's readers only: not the supervisor's memory
 
         return isinstance(value, str | dt.datetime)
-    if kind == "urls":
+    if kind in ("urls", "notify", "argv", "events"):
         return isinstance(value, list) and all(isinstance(u, str) for u in value)
     raise AssertionError(kind)
 
@@ -218,6 +226,10 @@ class Settings:
     stall_timeout: float = 15.0  # no media progress for this long: ffmpeg is hung
     grace: float = 5.0
     ffmpeg: str | None = None  # None: $STREAMCTL_FFMPEG, PATH, then the bundled one (ffmpeg.find_ffmpeg)
+    notify: tuple[str, ...] = ()  # apprise URLs told of the events (secrets: they carry tokens)
+    notify_events: tuple[str, ...] | None = None  # which events go to them; None: every one
+    on_event: tuple[str, ...] = ()  # a command run for each event (argv, no shell; a secret too)
+    on_event_events: tuple[str, ...] | None = None  # which events go to it; None: every one
 
 
 @dataclass(frozen=True)
@@ -390,7 +402,40 @@ def _settings(table: dict[str, Any], base: Settings) -> Settings:
                 changes[key] = _seconds(value, key)
             else:
                 changes[key] = float(value) if kind == "number" else value
+            if kind in ("notify", "argv", "events"):
+                changes[key] = tuple(value)
+    _check_alerts(changes)
     return replace(base, **changes)
+
+
+def _check_alerts(changes: dict[str, Any]) -> None:
+    """The notification keys: apprise URLs that look like URLs, a command that can be run, known events
+    (the messages never name a URL or the command: they are secrets)."""
+    from streamctl.output.alerts import EVENTS
+
+    for url in changes.get("notify", ()):
+        if "://" not in url:
+            raise UsageError(
+                "notify: each entry must be an apprise URL like tgram://TOKEN/CHAT or json://host/path"
+            )
+    argv = changes.get("on_event")
+    if argv is not None and len(argv) == 0:
+        raise UsageError('on_event must name a command: ["/usr/local/bin/alert"]')
+    if argv:
+        cmd = argv[0]
+        found = cmd if "/" in cmd else _which(cmd)
+        if found is None or not os.path.isfile(found) or not os.access(found, os.X_OK):
+            raise UsageError("on_event: its command is not an executable file (give a full path; no shell)")
+    for key in ("notify_events", "on_event_events"):
+        for name in changes.get(key) or ():
+            if name not in EVENTS:
+                raise UsageError(f"{key}: {name!r} is not an event{did_you_mean(name, EVENTS)}")
+
+
+def _which(cmd: str) -> str | None:
+    from streamctl.run.process import which
+
+    return which(cmd)
 
 
 def _key(table: dict[str, Any], need_env: bool = True) -> str | None:
