@@ -95,7 +95,8 @@ def tell(paths: Paths, rec: dict[str, Any], settings: Settings, secrets: list[st
     if notify or hook:
         from streamctl.output.deliver import send
 
-        send(rec, tuple(notify), tuple(hook), secrets, str(paths.log_file(rec["stream"])))
+        size = (int(settings.log_max_mb * 1024 * 1024), settings.log_keep)
+        send(rec, tuple(notify), tuple(hook), secrets, str(paths.log_file(rec["stream"])), log_size=size)
 
 
 def _masked(rec: dict[str, Any], secrets: list[str]) -> dict[str, Any]:

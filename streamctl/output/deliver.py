@@ -15,6 +15,7 @@ A delivery that fails is one line in the stream's log, with the target shown by 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -38,6 +39,7 @@ def send(
     secrets: list[str],
     log_file: str | None,
     wait: bool = False,
+    log_size: tuple[int, int] | None = None,
 ) -> dict[str, Any] | None:
     """Deliver RECORD to NOTIFY (apprise URLs) and ON_EVENT (a command) from a helper process. WAIT: for
     `notify test`, wait for it and return what it says of each target."""
@@ -47,7 +49,8 @@ def send(
     if not notify and not on_event:
         return None
     job = {"record": record, "notify": list(notify), "on_event": list(on_event), "secrets": secrets,
-           "log": log_file}  # fmt: skip
+           "log": log_file, "log_max_bytes": log_size[0] if log_size else None,
+           "log_keep": log_size[1] if log_size else None}  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamctl.output.deliver"],
         stdin=subprocess.PIPE,
@@ -145,17 +148,17 @@ def main() -> None:
     if failed and job.get("log"):
         from pathlib import Path
 
-        from streamctl.store.fileio import ensure_private_dir
+        from streamctl.output.logs import LOG_KEEP, LOG_MAX_BYTES
+        from streamctl.store.rotating import append
 
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        try:
-            ensure_private_dir(Path(job["log"]).parent)
-            fd = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            with os.fdopen(fd, "a", encoding="utf-8") as f:
-                for target, why in failed.items():
-                    f.write(f"{stamp},000 WARNING stream {record.get('stream')}: notify {target}: {why}\n")
-        except (OSError, StreamctlError):
-            pass  # nowhere to say it: the result went to stdout for `notify test`
+        lines = "".join(f"{stamp},000 WARNING stream {record.get('stream')}: notify {target}: {why}\n"
+                        for target, why in failed.items())  # fmt: skip
+        # the log the supervisor writes, rotated as it rotates it (store/rotating.py); if it cannot be
+        # written there is nowhere to say so (`notify test` has the result on stdout)
+        with contextlib.suppress(OSError, StreamctlError):
+            append(Path(job["log"]), lines.encode(), int(job.get("log_max_bytes") or LOG_MAX_BYTES),
+                   int(job.get("log_keep") or LOG_KEEP))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ that writes each run event as the log's lines, at the level it deserves."""
 
 from __future__ import annotations
 
-import os
+import re
 import sys
 import threading
 import time
@@ -18,6 +18,11 @@ from streamctl.store.fileio import ensure_private_dir
 from streamctl.store.state import iso
 
 DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40  # logging's levels, by the same numbers
+# A stream log rotates at this size and keeps LOG_KEEP old files (settings log_max_mb, log_keep): a week of
+# a stream that crash-loops every minute writes ~10 MiB (tests/test_logs_bounded.py): a month is kept.
+LOG_MAX_BYTES = 10 * 1024 * 1024
+LOG_KEEP = 3
+_SHAPE = re.compile(r"0x[0-9a-fA-F]+|\d+")
 _LEVEL_NAMES = {DEBUG: "DEBUG", INFO: "INFO", WARNING: "WARNING", ERROR: "ERROR", 50: "CRITICAL"}
 
 
@@ -33,11 +38,20 @@ class StreamLog:
     through logging's RichHandler, imported then only. Thread-safe: the reader threads, the timer and
     the loop all write here."""
 
-    def __init__(self, name: str, log_file: Path, secrets: list[str], console: Any = True) -> None:
+    def __init__(
+        self,
+        name: str,
+        log_file: Path,
+        secrets: list[str],
+        console: Any = True,
+        max_bytes: int = LOG_MAX_BYTES,
+        keep: int = LOG_KEEP,
+    ) -> None:
+        from streamctl.store.rotating import RotatingFile
+
         self.secrets = [s for s in secrets if s]
         ensure_private_dir(log_file.parent)
-        fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self._file: Any = os.fdopen(fd, "a", encoding="utf-8")
+        self._file: RotatingFile | None = RotatingFile(log_file, max_bytes, keep)
         self._lock = threading.Lock()
         self._plain = console is True and not sys.stderr.isatty()
         self._rich: Any = None
@@ -62,8 +76,7 @@ class StreamLog:
         name = _LEVEL_NAMES.get(level, f"Level {level}")
         with self._lock:
             if self._file is not None:
-                self._file.write(f"{_asctime(now)} {name:<7} {text}\n")
-                self._file.flush()
+                self._file.write(f"{_asctime(now)} {name:<7} {text}\n".encode("utf-8", "replace"))
             if level >= INFO:
                 if self._plain:
                     # a file or the journal: one plain line a record (rich would wrap and pad)
@@ -95,9 +108,46 @@ class StreamLog:
                     h.close()
 
 
-def stream_logger(name: str, log_file: Path, secrets: list[str], console: Any = True) -> StreamLog:
+def stream_logger(
+    name: str,
+    log_file: Path,
+    secrets: list[str],
+    console: Any = True,
+    max_bytes: int = LOG_MAX_BYTES,
+    keep: int = LOG_KEEP,
+) -> StreamLog:
     """CONSOLE: True for a new stderr console, False for none, or a rich Console to share (progress bar)."""
-    return StreamLog(name, log_file, secrets, console)
+    return StreamLog(name, log_file, secrets, console, max_bytes, keep)
+
+
+class Collapser:
+    """FFmpeg lines that repeat, as one line and a count: a broken input can print one a frame. Lines
+    that differ only in numbers and addresses ("[h264 @ 0x55d0] error while decoding MB 12 4") are one
+    line repeated; the first is written, then "... repeated N times" when another line comes, at
+    every EVERY repeats, and at the end. Not thread-safe: the stderr reader is its one caller."""
+
+    EVERY = 10000
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
+        self._shape: str | None = None
+        self._count = 0
+
+    def __call__(self, line: str) -> None:
+        shape = _SHAPE.sub("#", line)
+        if shape == self._shape:
+            self._count += 1
+            if self._count >= self.EVERY:
+                self.flush()
+            return
+        self.flush()
+        self._shape = shape
+        self.write(line)
+
+    def flush(self) -> None:
+        if self._count:
+            self.write(f"... repeated {self._count} times")
+            self._count = 0
 
 
 def close_logger(log: StreamLog) -> None:

@@ -90,7 +90,7 @@ def start_stream(
 ) -> Outcome:
     """Run SPEC's supervisor in this process until the stream ends (`start`, `demo`).
     FFMPEG is the --ffmpeg given on the command line, if any."""
-    from streamctl.output.logs import LogListener, close_logger, stream_logger
+    from streamctl.output.logs import Collapser, LogListener, close_logger, stream_logger
     from streamctl.run.ffmpeg import find_ffmpeg, preflight_input
     from streamctl.run.playlist import prepare_input
     from streamctl.run.supervisor import Supervisor
@@ -99,11 +99,14 @@ def start_stream(
     ffmpeg, _ = find_ffmpeg(ffmpeg, spec.settings.ffmpeg)
     spec = prepare_input(paths.state_dir, require_limit(spec))  # before anything is written
     preflight_input(ffmpeg, spec)
-    log = stream_logger(spec.name, paths.log_file(spec.name), spec.secrets(), console=console)
+    s = spec.settings
+    log = stream_logger(spec.name, paths.log_file(spec.name), spec.secrets(), console=console,
+                        max_bytes=int(s.log_max_mb * 1024 * 1024), keep=s.log_keep)  # fmt: skip
+    said = Collapser(lambda line: log.info("ffmpeg: %s", line))
     try:
 
         def ffmpeg_said(line: str) -> None:
-            log.info("ffmpeg: %s", line)
+            said(line)
 
         from streamctl.output.alerts import AlertListener
         from streamctl.run.events import Listener
@@ -115,6 +118,7 @@ def start_stream(
         with stop_on_signals(sup.request_stop):
             return sup.run()
     finally:
+        said.flush()
         close_logger(log)
 
 

@@ -94,6 +94,9 @@ KEYS: dict[str, Key] = {
     "notify_events": Key("events", stream_only=False),
     "on_event": Key("argv", stream_only=False),
     "on_event_events": Key("events", stream_only=False),
+    # the stream log's size: it rotates at log_max_mb and keeps log_keep old files
+    "log_max_mb": Key("number", stream_only=False),
+    "log_keep": Key("int", stream_only=False),
     # shows on a schedule (schedule.py): the budget is then each show's
     "schedule": Key("string"),
     "timezone": Key("string"),
@@ -230,6 +233,8 @@ class Settings:
     notify_events: tuple[str, ...] | None = None  # which events go to them; None: every one
     on_event: tuple[str, ...] = ()  # a command run for each event (argv, no shell; a secret too)
     on_event_events: tuple[str, ...] | None = None  # which events go to it; None: every one
+    log_max_mb: float = 10.0  # the stream log rotates at this size (output/logs.py)...
+    log_keep: int = 3  # ... and keeps this many old files
 
 
 @dataclass(frozen=True)
@@ -405,6 +410,10 @@ def _settings(table: dict[str, Any], base: Settings) -> Settings:
             if kind in ("notify", "argv", "events"):
                 changes[key] = tuple(value)
     _check_alerts(changes)
+    if not 0.01 <= changes.get("log_max_mb", 1.0) <= 100_000:
+        raise UsageError("log_max_mb must be 0.01 to 100000 (MiB)")
+    if not 1 <= changes.get("log_keep", 1) <= 100:
+        raise UsageError("log_keep must be 1 to 100 (old files kept)")
     return replace(base, **changes)
 
 
