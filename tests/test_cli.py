@@ -238,8 +238,8 @@ def test_files_are_private(home: Path, tmp_path: Path) -> None:
         p.name: p.stat().st_mode & 0o777
         for p in [state, state / "logs", *state.iterdir(), *(state / "logs").iterdir()]
     }
-    assert modes["state"] == 0o700 and modes["logs"] == 0o700
-    assert all(m == 0o600 for n, m in modes.items() if n not in ("state", "logs")), modes
+    assert modes["state"] == 0o700 and modes["logs"] == 0o700 and modes["events"] == 0o700
+    assert all(m == 0o600 for n, m in modes.items() if n not in ("state", "logs", "events")), modes
 
 
 @pytest.mark.parametrize("name", ["..", "a b", "x" * 300, "../etc", ".hidden"])

@@ -97,6 +97,7 @@ def start_stream(
     from streamctl.store.config import require_limit
 
     ffmpeg, _ = find_ffmpeg(ffmpeg, spec.settings.ffmpeg)
+    source = spec
     spec = prepare_input(paths.state_dir, require_limit(spec))  # before anything is written
     preflight_input(ffmpeg, spec)
     s = spec.settings
@@ -113,7 +114,10 @@ def start_stream(
 
         alerts = AlertListener(paths, spec.name, spec.secrets(), spec.settings)
         listeners: list[Listener] = [LogListener(log), alerts]
-        sup = Supervisor(spec, paths, ffmpeg, listeners, ffmpeg_said, on_tick=on_tick)
+        from streamctl.run.resume import probe_items, resumable
+
+        items = (lambda: probe_items(ffmpeg, source.input)) if resumable(source) else None
+        sup = Supervisor(spec, paths, ffmpeg, listeners, ffmpeg_said, on_tick=on_tick, resume_items=items)
         # Before the run publishes our pid: a `stop` from then on is never lost.
         with stop_on_signals(sup.request_stop):
             return sup.run()

@@ -71,6 +71,7 @@ class Supervisor:
         probe_backlog: Callable[[int], int | None] | None = None,
         watchdog_interval: float = 5.0,
         checkpoint_interval: float = 5.0,
+        resume_items: Callable[[], list[tuple[str, float]] | None] | None = None,
     ) -> None:
         self.spec = require_limit(spec)
         self.name, self.paths, self.ffmpeg, self.on_output = spec.name, paths, ffmpeg, on_output
@@ -93,6 +94,9 @@ class Supervisor:
         self._cause: str | None = None  # why the last session failed
         self._streamed = False  # some session of this run streamed media
         self._warned = False  # the ending_soon event went out
+        # the input's files and durations, looked up at the first session that does not start at 0:00
+        self._resume_items = resume_items
+        self._items: list[tuple[str, float]] | None = None
 
     @property
     def status(self) -> Status:
@@ -196,7 +200,7 @@ class Supervisor:
 
     def _run_session(self, remaining: float) -> Result:
         """One ffmpeg session with -t REMAINING, from launch to its place in the history."""
-        argv = build_argv(self.ffmpeg, self.spec, remaining)
+        argv = build_argv(self.ffmpeg, self._resumed(remaining), remaining)
         s = Session(
             self.spec,
             argv,
@@ -237,6 +241,18 @@ class Supervisor:
             self.request_stop(stop, "sweep")
         self._cause = result.cause
         return result
+
+    def _resumed(self, remaining: float) -> StreamSpec:
+        """The spec of the next session: its input from where the stream is (run/resume.py)."""
+        if self._resume_items is None or self.journal.committed <= 0:
+            return self.spec
+        from streamctl.run.resume import resumed
+
+        if self._items is None:
+            self._items = self._resume_items() or []
+        if not self._items:
+            return self.spec
+        return resumed(self.spec, self._items, self.journal.committed, remaining, self.paths.state_dir)
 
     def _watch(self, s: Session) -> tuple[End, int]:
         """Wait for the session to end; meanwhile go live, checkpoint, and act on the watchdog's verdict."""

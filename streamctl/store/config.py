@@ -64,6 +64,7 @@ KEYS: dict[str, Key] = {
     "input": Key("string"),
     "input_format": Key("string"),
     "loop": Key("bool"),
+    "resume": Key("bool"),  # a restart resumes a file or playlist input where it was (run/resume.py)
     "url": Key("string"),
     "key": Key("string"),
     "key_file": Key("string"),
@@ -262,6 +263,7 @@ class StreamSpec:
     catch_up: float | None = None  # how late the cron tick may still start a show
     show_at: float | None = None  # the show this run is (set by `start` from the schedule)
     show_label: str | None = None  # ... as its wall-clock time (schedule.Schedule.label)
+    resume: bool = True  # a restarted session resumes a file or playlist where the stream was
 
     @property
     def output_url(self) -> str:
@@ -564,6 +566,7 @@ class Config:
                 keyframe_seconds=float(table.get("keyframe_seconds", 2.0)),
                 preset=table.get("preset", "veryfast"),
                 settings=_settings(table, base),
+                resume=table.get("resume", True),
                 schedule=table.get("schedule"),
                 timezone=table.get("timezone"),
                 window=_seconds(table["window"], "window") if "window" in table else None,
