@@ -346,7 +346,7 @@ def logs(
     with path.open("r", encoding="utf-8", errors="replace") as f:
         _write_flushed("".join(tail(f, lines)))
         if follow:
-            follow_log(f, _write_flushed)
+            follow_log(f, _write_flushed, path=path)
 
 
 @app.command()

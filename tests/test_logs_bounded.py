@@ -119,3 +119,30 @@ def test_a_week_of_a_crash_loop_stays_under_the_cap(home: Path, tmp_path: Path) 
     )
     assert total <= (LOG_KEEP + 1) * LOG_MAX_BYTES
     assert 10080 * per_cycle <= (LOG_KEEP + 1) * LOG_MAX_BYTES  # the default keeps the whole week
+
+
+class _Done(Exception):
+    pass
+
+
+def test_logs_follow_goes_on_into_the_new_file_after_a_rotation(tmp_path: Path) -> None:
+    from streamctl.commands.watch import follow
+
+    log = tmp_path / "s.log"
+    log.write_text("one\n")
+    got: list[str] = []
+    calls = {"n": 0}
+
+    def sleep(_: float) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            with log.open("a") as f:
+                f.write("two, just before the rotation\n")
+            log.rename(tmp_path / "s.log.1")
+            log.write_text("three, in the new file\n")
+        elif calls["n"] > 3:
+            raise _Done
+
+    with log.open() as f, pytest.raises(_Done):
+        follow(f, got.append, sleep=sleep, path=log)
+    assert got == ["one\n", "two, just before the rotation\n", "three, in the new file\n"]

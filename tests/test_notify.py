@@ -170,6 +170,9 @@ def test_notify_test_says_which_target_got_it(
         ('on_event = ["/nonexistent/alert"]\n', "on_event: its command is not an executable file"),
         ('notify_events = ["gaveup"]\n', "'gaveup' is not an event"),
         ("notify = 5\n", "notify must be a list of apprise URLs"),
+        ('notify = "tgram://TOKEN123/chat"\n', "notify must be a list of apprise URLs like"),
+        ('on_event = "/bin/alert --token TOKEN123"\n', "on_event must be a command as a list"),
+        ('on_event = ["bin/alert"]\n', "give the command's full path"),
     ],
 )
 def test_bad_notification_keys_are_one_line_exit_2(
@@ -183,4 +186,4 @@ def test_bad_notification_keys_are_one_line_exit_2(
     config.write_text(config.read_text() + extra)
     r = run_cli("check", "t")
     assert r.returncode == 2 and message in r.stderr, r.stderr
-    assert "/nonexistent/alert" not in r.stderr
+    assert "/nonexistent/alert" not in r.stderr and "TOKEN123" not in r.stderr and "chat" not in r.stderr

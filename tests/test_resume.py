@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as hs
 
-from streamctl.run.resume import resumed
+from streamctl.run.resume import probe_items, resumed
 from streamctl.store.config import StreamSpec
 from tests.conftest import Rtmp, cli_bg, live_ffmpeg_pid, read_state, start_args
 
@@ -90,3 +92,31 @@ def test_the_resume_list_starts_at_the_right_item_and_offset(tmp_path: Path) -> 
     assert played.input == "/v/a.mp4"  # a single play that is over: as it was (it ends at once)
     once = resumed(spec(loop=False), items, streamed=31.0, remaining=40.0, state_dir=tmp_path)
     assert Path(once.input).read_text().splitlines()[1:] == ["file '/v/c.mp4'", "inpoint 1.000"]
+
+
+@given(
+    durations=hs.lists(hs.floats(0.05, 50.0), min_size=1, max_size=6),
+    streamed=hs.floats(0.0, 10_000.0),
+    loop=hs.booleans(),
+)
+def test_any_position_gives_a_list_within_the_input(
+    durations: list[float], streamed: float, loop: bool
+) -> None:
+    import tempfile
+
+    items = [(f"/v/{i}.mp4", d) for i, d in enumerate(durations)]
+    with tempfile.TemporaryDirectory() as d:
+        s = resumed(spec(loop=loop), items, streamed, remaining=60.0, state_dir=Path(d))
+        if s.input_format == "concat":
+            lines = Path(s.input).read_text().splitlines()
+            first = lines[1].removeprefix("file '").removesuffix("'")
+            at = float(lines[2].split()[1]) if len(lines) > 2 and lines[2].startswith("inpoint") else 0.0
+            assert 0.0 <= at <= dict(items)[first]
+
+
+def test_a_relative_file_is_listed_by_its_full_path(
+    seconds_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(seconds_clip.parent)
+    got = probe_items("ffmpeg", seconds_clip.name)
+    assert got is not None and got[0][0] == str(seconds_clip) and abs(got[0][1] - SECONDS) < 0.2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from streamctl.output.table import render_status, terminal_width, use_colour, watch_title, wrap
@@ -57,15 +58,33 @@ def tail(f: TextIO, lines: int) -> list[str]:
 
 
 def follow(
-    f: TextIO, write: Callable[[str], None], *, sleep: Callable[[float], None] = time.sleep
+    f: TextIO,
+    write: Callable[[str], None],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    path: Path | None = None,
 ) -> NoReturn:
-    """Hand each line appended to F to WRITE as it comes, forever (Ctrl-C ends it, as an interrupt)."""
+    """Hand each line appended to F to WRITE as it comes, forever (Ctrl-C ends it, as an interrupt).
+    PATH: F's name; when the log rotates (store/rotating.py), the rest of F, then the new file there."""
+    import os
+
     while True:
         line = f.readline()
         if line:
             write(line)
-        else:
-            sleep(FOLLOW_POLL_SECONDS)
+            continue
+        if path is not None:
+            try:
+                moved = os.stat(path).st_ino != os.fstat(f.fileno()).st_ino
+            except FileNotFoundError:
+                moved = False  # between the rename and the new file: look again
+            if moved:
+                for rest in f:  # what was written to it before the rotation
+                    write(rest)
+                f.close()
+                f = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 (followed forever)
+                continue
+        sleep(FOLLOW_POLL_SECONDS)
 
 
 def format_event(rec: dict[str, Any]) -> str:

@@ -43,7 +43,12 @@ def probe_items(ffmpeg: str, source: str) -> Items | None:
     ffprobe = find_ffprobe(ffmpeg)
     if ffprobe is None:
         return None
-    files = [str(f) for f in entries(source)] if is_playlist(source) else [source]
+    # absolute: ffmpeg reads a concat list's entries relative to the list, not to our folder
+    files = (
+        [str(f) for f in entries(source)]
+        if is_playlist(source)
+        else [str(Path(source).expanduser().resolve())]
+    )
     out: Items = []
     for f in files:
         try:
@@ -67,12 +72,13 @@ def resumed(spec: StreamSpec, items: Items, streamed: float, remaining: float, s
     if total <= 0:
         return spec
     pos = streamed % total if spec.loop else streamed
-    if pos < MIN_OFFSET or (not spec.loop and pos >= total):
-        return spec
+    if pos < MIN_OFFSET or (spec.loop and pos > total - MIN_OFFSET) or (not spec.loop and pos >= total):
+        return spec  # at the beginning (or as good as): as it was
     k, inpoint = 0, pos
-    while inpoint >= items[k][1]:
+    while k < len(items) - 1 and inpoint >= items[k][1]:  # bounded: float sums may fall short of TOTAL
         inpoint -= items[k][1]
         k += 1
+    inpoint = min(inpoint, items[k][1])
     entries = [(items[k][0], inpoint if inpoint >= MIN_OFFSET else 0.0)]
     entries += [(f, 0.0) for f, _ in items[k + 1 :]]
     if spec.loop:

@@ -173,9 +173,9 @@ def check_table(path: Path, table: dict[str, Any], where: str, stream: bool) -> 
                 hint = did_you_mean(key, allowed) or "; see examples/streamctl.toml for every key"
             raise UsageError(f"config {path}: [{where}] unknown key {key!r}{hint}")
         if not _type_ok(spec.kind, value):
-            raise UsageError(
-                f"config {path}: [{where}] {key} must be {_EXPECTED[spec.kind]}, got {_shown(value)}"
-            )
+            # notify URLs carry tokens and a hook's argv may too: their value is never shown
+            got = f"a {type(value).__name__}" if spec.kind in ("notify", "argv") else _shown(value)
+            raise UsageError(f"config {path}: [{where}] {key} must be {_EXPECTED[spec.kind]}, got {got}")
     if not stream:
         return
     sources = key_sources(table)
@@ -434,6 +434,10 @@ def _check_alerts(changes: dict[str, Any]) -> None:
         raise UsageError('on_event must name a command: ["/usr/local/bin/alert"]')
     if argv:
         cmd = argv[0]
+        if "/" in cmd and not cmd.startswith("/"):
+            raise UsageError(
+                "on_event: give the command's full path (the supervisor runs it from its own folder)"
+            )
         found = cmd if "/" in cmd else _which(cmd)
         if found is None or not os.path.isfile(found) or not os.access(found, os.X_OK):
             raise UsageError("on_event: its command is not an executable file (give a full path; no shell)")
