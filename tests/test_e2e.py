@@ -119,6 +119,9 @@ def test_refused_ingest_exhausts_retries(home: Path, media: Path, no_leftovers: 
     )
     assert all(s["exit_code"] not in (0, None) for s in st["sessions"])
     assert st["runtime_seconds"] < 1.0
+    events = [json.loads(line) for line in run_cli("events", "refused", "--json").stdout.splitlines()]
+    assert [e["event"] for e in events] == ["restarted", "restarted", "gave_up", "ended"]  # never live
+    assert events[2]["failures"] == 3 and events[3]["reason"] == "retries_exhausted"
 
 
 def test_second_start_is_refused(home: Path, media: Path, no_leftovers: Rtmp) -> None:
