@@ -87,3 +87,26 @@ def test_the_listener_writes_one_record_per_change_with_the_key_masked(home: Pat
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 5 and "restarted" in r.stdout
     r = run_cli("events", "nosuch")
     assert r.returncode == 3 and "no stream named" in r.stderr
+
+
+def test_a_journal_lock_held_too_long_costs_the_run_at_most_its_timeout(home: Path) -> None:
+    import fcntl
+    import os
+    import time
+
+    p = Paths.from_env()
+    journal.append(p, "s", {"event": "before"})
+    lock = journal.journal_file(p, "s").with_name("s.jsonl.lock")
+    fd = os.open(lock, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a hung writer (NFS, a stopped process) holds it
+    try:
+        listen = AlertListener(p, "s", [])
+        t0 = time.monotonic()
+        listen(Event("s", Kind.LIVE, 1000.0))  # must neither hang nor raise
+        waited = time.monotonic() - t0
+    finally:
+        os.close(fd)
+    assert journal.LOCK_TIMEOUT <= waited < journal.LOCK_TIMEOUT + 1.0
+    assert [r["event"] for r in journal.read(p, "s")] == ["before"]  # that event went unrecorded, no more
+    listen(Event("s", Kind.GAVE_UP, 1001.0, None, {"failures": 3, "last": "exit 1"}))
+    assert [r["event"] for r in journal.read(p, "s")] == ["before", "gave_up"]

@@ -19,6 +19,7 @@ One record per change, never repeated for the same state. The figures are masked
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from streamctl.errors import StreamctlError
@@ -80,9 +81,13 @@ class AlertListener:
         from streamctl.store.events import append
 
         rec = _masked(rec, self.secrets)
-        append(self.paths, self.name, rec)
+        # neither a journal that cannot be written (a full disk, a lock held too long) nor a helper that
+        # cannot be forked may touch the run: the event is then not recorded, or not told, and that is all
+        with contextlib.suppress(OSError, StreamctlError):
+            append(self.paths, self.name, rec)
         if self.settings is not None:
-            tell(self.paths, rec, self.settings, self.secrets)
+            with contextlib.suppress(OSError, StreamctlError):
+                tell(self.paths, rec, self.settings, self.secrets)
 
 
 def tell(paths: Paths, rec: dict[str, Any], settings: Settings, secrets: list[str]) -> None:

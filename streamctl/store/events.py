@@ -26,12 +26,15 @@ def journal_file(paths: Paths, name: str) -> Path:
     return paths.state_dir / "events" / f"{validate_name(name)}.jsonl"
 
 
+LOCK_TIMEOUT = 2.0  # seconds a writer waits for the journal's lock (the supervisor must not hang on it)
+
+
 def append(paths: Paths, name: str, record: dict[str, Any], max_bytes: int = MAX_BYTES) -> None:
-    """Add RECORD (plain data) to NAME's journal."""
+    """Add RECORD (plain data) to NAME's journal; FileError if its lock is held past LOCK_TIMEOUT."""
     from streamctl.store.rotating import append as append_rotating
 
     line = (json.dumps(record, sort_keys=True, separators=(",", ":"), default=str) + "\n").encode()
-    append_rotating(journal_file(paths, name), line, max_bytes, KEEP)
+    append_rotating(journal_file(paths, name), line, max_bytes, KEEP, LOCK_TIMEOUT)
 
 
 def files(paths: Paths, name: str) -> list[Path]:

@@ -89,11 +89,23 @@ def _open_lock(path: Path) -> int:
 
 
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive flock on PATH (blocking) for the duration of the block."""
+def locked(path: Path, timeout: float | None = None) -> Iterator[None]:
+    """Hold an exclusive flock on PATH for the duration of the block: blocking, or for at most TIMEOUT
+    seconds, then FileError (for writers that must not hang on a lock someone else holds too long)."""
     fd = _open_lock(path)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        if timeout is None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        else:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as e:
+                    if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN) or time.monotonic() >= deadline:
+                        raise FileError(f"cannot lock {path} within {timeout:g}s") from None
+                time.sleep(0.01)
         yield
     finally:
         os.close(fd)  # closing releases the lock

@@ -42,11 +42,11 @@ def _open(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
 
 
-def append(path: Path, data: bytes, max_bytes: int, keep: int) -> None:
+def append(path: Path, data: bytes, max_bytes: int, keep: int, timeout: float | None = None) -> None:
     """DATA (whole lines) at the end of PATH, rotating it first if it would pass MAX_BYTES. For writers
-    that write now and then: a lock and an open per call."""
+    that write now and then: a lock and an open per call. TIMEOUT: as fileio.locked's."""
     ensure_private_dir(path.parent)
-    with locked(_lock(path)):
+    with locked(_lock(path), timeout):
         try:
             size = os.stat(path).st_size
         except FileNotFoundError:
