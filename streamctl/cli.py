@@ -395,8 +395,12 @@ def events(
 
     Example: streamctl events morning -f
     """
-    from streamctl.commands.watch import follow_events, format_event
+    from streamctl.commands.watch import follow_events
+    from streamctl.output.alerts import format_event
     from streamctl.store.events import read
+
+    def show(rec: dict[str, object]) -> None:
+        _write_flushed((json.dumps(rec, sort_keys=True) if as_json else format_event(rec)) + "\n")
 
     paths = _paths()
     got = read(paths, name, lines)
@@ -405,10 +409,9 @@ def events(
 
         views(paths, [name])  # an unknown stream is exit 3 with a "did you mean"
     for rec in got:
-        _write_flushed((json.dumps(rec, sort_keys=True) if as_json else format_event(rec)) + "\n")
+        show(rec)
     if follow:
-        follow_events(paths, name, len(got), lambda rec: _write_flushed(
-            (json.dumps(rec, sort_keys=True) if as_json else format_event(rec)) + "\n"))  # fmt: skip
+        follow_events(paths, name, len(got), show)
 
 
 notify_app = typer.Typer(help="Notifications of a stream's events (apprise URLs, an on_event command).")

@@ -39,19 +39,10 @@ def probe_duration(path: Path) -> float:
     """Seconds of media in PATH, by ffprobe (0 when it has none)."""
     import shutil
 
+    from streamctl.run.ffmpeg import media_duration
+
     ffprobe = shutil.which("ffprobe")
-    if ffprobe is None:
-        return 0.0
-    out = subprocess.run(
-        [ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    try:
-        return float(out)
-    except ValueError:
-        return 0.0
+    return (media_duration(ffprobe, str(path), timeout=60) or 0.0) if ffprobe else 0.0
 
 
 def port_free(port: int) -> bool:

@@ -14,7 +14,7 @@ at such a time follows the same rules. Everything here is pure: the clock is an 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta, tzinfo
 
 from streamctl.errors import UsageError
@@ -331,9 +331,14 @@ def decide(
     return Decision("none")
 
 
+def is_skipped(t: float, skip: Iterable[float]) -> bool:
+    """Show T is one of SKIP (instants kept in the state file: compared within a second)."""
+    return any(abs(t - s) < 1.0 for s in skip)
+
+
 def _not_run(st: ShowState, t: float) -> str:
     """Why show T would not run: "skipped", "paused", or "missed" (nothing stops it but lateness)."""
-    if any(abs(t - s) < 1.0 for s in st.skip):
+    if is_skipped(t, st.skip):
         return "skipped"
     if st.paused:
         return "paused"
@@ -368,6 +373,11 @@ def current_or_next(
     if nxt is None:
         return None
     return nxt, sched.window_end(nxt, window), "next"
+
+
+def next_show(sched: Schedule, after: float, skip: Iterable[float] = ()) -> float | None:
+    """The first show after AFTER that is not skipped."""
+    return next((t for t in sched.after(after) if not is_skipped(t, skip)), None)
 
 
 def _latest_at_or_before(sched: Schedule, now: float) -> float | None:

@@ -11,7 +11,6 @@ import pytest
 
 from streamctl.errors import UsageError
 from streamctl.schedule import (
-    DEFAULT_CATCH_UP,
     Schedule,
     ShowState,
     current_or_next,
@@ -280,7 +279,3 @@ def test_bad_schedules_name_what_is_wrong(text: str, message: str) -> None:
 def test_an_unknown_time_zone_is_named() -> None:
     with pytest.raises(UsageError, match="'Mars/Base' is not a time zone"):
         parse_schedule("daily 20:00", "Mars/Base")
-
-
-def test_defaults_are_as_documented() -> None:
-    assert DEFAULT_CATCH_UP == 15 * 60

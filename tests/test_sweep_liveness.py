@@ -153,7 +153,9 @@ def test_hung_ingest_is_detected_and_ffmpeg_replaced(home: Path, hd_media: Path,
     assert st["sessions"][0]["end"] == "stalled"
     assert jam is not None  # found by the send queue, not by the 15 s progress timeout
     told = [json.loads(line) for line in run_cli("events", "hung", "--json").stdout.splitlines()]
-    told = [(e["event"], e.get("why")) for e in told if e["event"] != "ending_soon"]  # a 120 s budget: at once
+    told = [
+        (e["event"], e.get("why")) for e in told if e["event"] != "ending_soon"
+    ]  # a 120 s budget: at once
     assert told[:2] == [("live", None), ("restarted", "stalled")]
     assert stop_at < 10.0
     # A new ffmpeg goes live once the ingest reads again; only one ffmpeg ever exists.

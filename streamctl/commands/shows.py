@@ -7,8 +7,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from streamctl.errors import Conflict, NotFound, StreamctlError, UsageError
-from streamctl.schedule import Schedule, ShowState, current_or_next, decide, parse_schedule
+from streamctl.commands.sweep import Action
+from streamctl.errors import Conflict, StreamctlError, UsageError
+from streamctl.schedule import (
+    Schedule,
+    ShowState,
+    current_or_next,
+    decide,
+    is_skipped,
+    next_show,
+    parse_schedule,
+)
 from streamctl.store.config import Config, StreamSpec, load_config
 from streamctl.store.fileio import is_locked, locked
 from streamctl.store.paths import Paths, validate_name
@@ -83,16 +92,6 @@ def _told_show(sched: Schedule, value: str | None, now: float) -> float | None:
 
 
 # ---- the cron tick ------------------------------------------------------------------------------------
-class TickAction:
-    __slots__ = ("action", "detail", "name")
-
-    def __init__(self, name: str, action: str, detail: str) -> None:
-        self.name, self.action, self.detail = name, action, detail
-
-    def as_dict(self) -> dict[str, str]:
-        return {"name": self.name, "action": self.action, "detail": self.detail}
-
-
 Launcher = Callable[[Paths, StreamSpec, float], int]
 
 
@@ -112,15 +111,18 @@ def launch_detached(paths: Paths, spec: StreamSpec, show: float) -> int:
     return pid
 
 
-def tick(paths: Paths, now: float | None = None, launch: Launcher = launch_detached) -> list[TickAction]:
+def tick(
+    paths: Paths, now: float | None = None, launch: Launcher = launch_detached, config: Config | None = None
+) -> list[Action]:
     """For every scheduled stream in the config: start the show that is due, resume the one whose
     supervisor was lost, record those that passed (missed, skipped, paused). Under the stream's state
     lock, the show is claimed before it is launched: two ticks racing start it once (and the run lock
     would refuse a second supervisor all the same)."""
-    try:
-        config = load_config(paths)
-    except StreamctlError as e:
-        return [TickAction("", "error", str(e))]
+    if config is None:
+        try:
+            config = load_config(paths)
+        except StreamctlError as e:
+            return [Action("", "error", str(e))]
     out = []
     for name, table in config.streams.items():
         if "schedule" not in table:
@@ -128,17 +130,17 @@ def tick(paths: Paths, now: float | None = None, launch: Launcher = launch_detac
         try:
             out += _tick_one(paths, config, name, time.time() if now is None else now, launch)
         except StreamctlError as e:
-            out.append(TickAction(name, "error", str(e)))
+            out.append(Action(name, "error", str(e)))
         except (OSError, ValueError) as e:  # one stream's trouble must not cost the others their shows
-            out.append(TickAction(name, "error", f"{type(e).__name__}: {e}"))
+            out.append(Action(name, "error", f"{type(e).__name__}: {e}"))
     return out
 
 
-def _tick_one(paths: Paths, config: Config, name: str, now: float, launch: Launcher) -> list[TickAction]:
+def _tick_one(paths: Paths, config: Config, name: str, now: float, launch: Launcher) -> list[Action]:
     spec = config.schedule_spec(name)
     sched = schedule_of(spec)
     store = StateStore(paths)
-    out: list[TickAction] = []
+    out: list[Action] = []
     with locked(paths.state_lock(name)):
         st = store.load(name) or StreamState(name=name)
         running = is_locked(paths.run_lock(name))
@@ -147,7 +149,7 @@ def _tick_one(paths: Paths, config: Config, name: str, now: float, launch: Launc
         )
         for show, why in d.passed:
             st.pass_show(show, why)
-            out.append(TickAction(name, f"show_{why}", sched.local(show)))
+            out.append(Action(name, f"show_{why}", sched.local(show)))
         if d.action in ("start", "resume") and d.show is not None:
             if d.action == "start":
                 st.new_show(d.show, now, sched.label(d.show))
@@ -161,19 +163,16 @@ def _tick_one(paths: Paths, config: Config, name: str, now: float, launch: Launc
         pid = launch(paths, config.spec(name, need_env=False), d.show)
         what = f"show_{'started' if d.action == 'start' else 'resumed'}"
         late = now - d.show
-        out.append(TickAction(name, what, f"{sched.local(d.show)}, {late:.0f}s after its time, pid {pid}"))
+        out.append(Action(name, what, f"{sched.local(d.show)}, {late:.0f}s after its time, pid {pid}"))
     return out
 
 
 # ---- the commands -------------------------------------------------------------------------------------
 def _scheduled(paths: Paths, name: str) -> StreamSpec:
+    """NAME's spec, without its key (NotFound with a "did you mean" from the config); it must have a
+    schedule."""
     validate_name(name)
-    config = load_config(paths)
-    if name not in config.streams:
-        from streamctl.errors import did_you_mean
-
-        raise NotFound(f"no stream named {name!r} in {config.path}{did_you_mean(name, config.streams)}")
-    spec = config.spec(name, need_env=False, read_key=False)
+    spec = load_config(paths).spec(name, need_env=False, read_key=False)
     if spec.schedule is None:
         raise UsageError(f'stream {name!r} has no schedule: add schedule = "mon-fri 20:00" to it')
     return spec
@@ -204,7 +203,7 @@ def shows(paths: Paths, name: str, now: float | None = None, upcoming: int = 5) 
             }
         )
     nxt: list[dict[str, Any]] = []
-    for t in sched.after(max(now, st.shows_seen or now, st.show_at or now)):
+    for t in sched.after(not_before(st, now)):
         if len(nxt) >= upcoming:
             break
         end = sched.window_end(t, spec.window)
@@ -214,7 +213,7 @@ def shows(paths: Paths, name: str, now: float | None = None, upcoming: int = 5) 
                 "show_local": sched.local(t),
                 "in_seconds": round(t - now),
                 "until": sched.iso(end) if end is not None else None,
-                "skip": any(abs(t - s) < 1.0 for s in st.shows_skip),
+                "skip": is_skipped(t, st.shows_skip),
             }
         )
     return {
@@ -230,18 +229,11 @@ def shows(paths: Paths, name: str, now: float | None = None, upcoming: int = 5) 
     }
 
 
-def next_show(
-    spec_schedule: str, timezone: str | None, st: StreamState | None, now: float
-) -> tuple[float, str] | None:
-    """The next show of a schedule after NOW (and after any show already run early), skips passed over:
-    (instant, local time); for `status`."""
-    sched = parse_schedule(spec_schedule, timezone)
-    after = max(now, (st.shows_seen or now) if st else now, (st.show_at or now) if st else now)
-    skip = st.shows_skip if st else []
-    for t in sched.after(after):
-        if not any(abs(t - s) < 1.0 for s in skip):
-            return t, sched.local(t)
-    return None
+def not_before(st: StreamState | None, now: float) -> float:
+    """The next show comes after NOW and after any show already seen or run (early)."""
+    if st is None:
+        return now
+    return max(now, st.shows_seen or now, st.show_at or now)
 
 
 def skip(paths: Paths, name: str, now: float | None = None) -> str:
@@ -252,12 +244,12 @@ def skip(paths: Paths, name: str, now: float | None = None) -> str:
     store = StateStore(paths)
     with locked(paths.state_lock(name)):
         st = store.load(name) or StreamState(name=name)
-        nxt = next_show(spec.schedule or "", spec.timezone, st, now)
+        nxt = next_show(sched, not_before(st, now), st.shows_skip)
         if nxt is None:
             raise Conflict(f"stream {name!r} has no show left to skip")
-        st.shows_skip = sorted({*st.shows_skip, nxt[0]})[-20:]
+        st.shows_skip = sorted({*st.shows_skip, nxt})[-20:]
         store.save(st, now)
-    return sched.local(nxt[0])
+    return sched.local(nxt)
 
 
 def pause(paths: Paths, name: str, paused: bool) -> None:

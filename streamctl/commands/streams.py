@@ -166,22 +166,22 @@ class View:
                                "next_show_in_seconds": None, "schedule_paused": None}  # fmt: skip
         if self.schedule is None:
             return out
-        from streamctl.commands.shows import next_show
+        from streamctl.commands.shows import not_before
         from streamctl.errors import UsageError
-        from streamctl.schedule import parse_schedule
+        from streamctl.schedule import next_show, parse_schedule
 
         text, tz = self.schedule
         st = self.state
         out["schedule"], out["schedule_paused"] = text, st.shows_paused
         try:
             sched = parse_schedule(text, tz)
-            nxt = next_show(text, tz, st, self.now)
         except UsageError:
             return out  # a broken schedule: `status` warned of the table, `check` names it
         out["show"] = sched.iso(st.show_at) if st.show_at is not None else None
+        nxt = next_show(sched, not_before(st, self.now), st.shows_skip)
         if nxt is not None:
-            out["next_show"], out["next_show_local"] = sched.iso(nxt[0]), nxt[1]
-            out["next_show_in_seconds"] = round(nxt[0] - self.now)
+            out["next_show"], out["next_show_local"] = sched.iso(nxt), sched.local(nxt)
+            out["next_show_in_seconds"] = round(nxt - self.now)
         return out
 
 

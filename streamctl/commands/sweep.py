@@ -20,6 +20,7 @@ from streamctl.store.state import StateStore
 
 if TYPE_CHECKING:
     from streamctl.run.process import ProcessIdentity
+    from streamctl.store.config import Config
     from streamctl.store.paths import Paths
 
 SLACK = 0.5  # seconds of budget left that count as spent (an orphan is not worth keeping for it)
@@ -139,25 +140,26 @@ def sweep(paths: Paths, grace: float = 5.0, now: float | None = None) -> list[Ac
             act = Action(name, "error", str(e))
         if act is not None:
             actions.append(act)
+    config = _config(paths)  # read once: for the shows that are due, and for who is told of it all
     # then the shows that are due: after the pass above, a show whose supervisor died is marked lost
-    if _has_schedules(paths):
+    if config is not None and any("schedule" in t for t in config.streams.values()):
         from streamctl.commands.shows import tick
 
-        actions += [Action(a.name, a.action, a.detail) for a in tick(paths, now)]
+        actions += tick(paths, now, config=config)
     if actions:
         from streamctl.output.alerts import record_action
 
         for a in actions:
             with contextlib.suppress(StreamctlError, OSError):  # the journal must not fail the sweep
-                record_action(paths, a.name, a.action, a.detail, time.time() if now is None else now)
+                record_action(paths, a, time.time() if now is None else now, config)
     return actions
 
 
-def _has_schedules(paths: Paths) -> bool:
-    """Any stream on a schedule (without loading the schedule code for a config that has none)."""
+def _config(paths: Paths) -> Config | None:
+    """The config, or None when it cannot be read (the state files are swept all the same)."""
     from streamctl.store.config import load_config
 
     try:
-        return any("schedule" in t for t in load_config(paths).streams.values())
+        return load_config(paths)
     except StreamctlError:
-        return False
+        return None

@@ -87,22 +87,6 @@ def follow(
         sleep(FOLLOW_POLL_SECONDS)
 
 
-def format_event(rec: dict[str, Any]) -> str:
-    """One journal record as a line: its local time, the event, then its figures."""
-    from streamctl.durations import format_duration
-
-    t = rec.get("t")
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if isinstance(t, int | float) else "?"
-    parts = []
-    for k, v in rec.items():
-        if k in ("t", "time", "stream", "event") or v is None:
-            continue
-        if k in ("streamed", "budget", "remaining", "delay") and isinstance(v, int | float):
-            v = format_duration(v)
-        parts.append(f"{k}={v}")
-    return f"{when}  {rec.get('stream', '?')}  {rec.get('event', '?'):<16} {' '.join(parts)}".rstrip()
-
-
 def follow_events(
     paths: Any,
     name: str,
@@ -113,13 +97,29 @@ def follow_events(
 ) -> NoReturn:
     """Hand each event added to NAME's journal to WRITE, forever. The journal is read by its records'
     times, so a rotation between two looks loses nothing and repeats nothing."""
-    from streamctl.store.events import read
+    import os
+
+    from streamctl.store.events import files, read
+
+    def looks() -> list[tuple[int, int]]:  # the journal's files as they stand: read again only on change
+        out = []
+        for f in files(paths, name):
+            try:
+                st = os.stat(f)
+            except FileNotFoundError:
+                continue
+            out.append((st.st_ino, st.st_size))
+        return out
 
     last = read(paths, name, 1)
     after = last[-1].get("t", 0) if last and seen else 0
+    before = None
     while True:
-        for rec in read(paths, name):
-            if rec.get("t", 0) > after:
-                after = rec.get("t", 0)
-                write(rec)
+        now = looks()
+        if now != before:
+            before = now
+            for rec in read(paths, name):
+                if rec.get("t", 0) > after:
+                    after = rec.get("t", 0)
+                    write(rec)
         sleep(FOLLOW_POLL_SECONDS)

@@ -30,10 +30,9 @@ from streamctl.store.state import iso
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from streamctl.store.config import Settings
+    from streamctl.commands.sweep import Action
+    from streamctl.store.config import Config, Settings
 
-EVENTS = ("live", "recovered", "restarted", "gave_up", "ending_soon", "ended", "supervisor_lost", "swept",
-          "show_started", "show_resumed", "show_missed", "show_skipped", "show_paused", "test")  # fmt: skip
 _FIGURES = {
     Kind.RESTARTING: ("why", "attempt", "retries", "delay", "remaining"),
     Kind.GAVE_UP: ("failures", "last"),
@@ -48,6 +47,24 @@ _NAMES = {
     Kind.RUN_ENDED: "ended",
     Kind.RECOVERED: "supervisor_lost",  # the next `start` found the last one's supervisor gone
 }
+
+
+def format_event(rec: dict[str, Any]) -> str:
+    """One journal record as a line: its local time, the event, then its figures."""
+    import time
+
+    from streamctl.durations import format_duration
+
+    t = rec.get("t")
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if isinstance(t, int | float) else "?"
+    parts = []
+    for k, v in rec.items():
+        if k in ("t", "time", "stream", "event") or v is None:
+            continue
+        if k in ("streamed", "budget", "remaining", "delay") and isinstance(v, int | float):
+            v = format_duration(v)
+        parts.append(f"{k}={v}")
+    return f"{when}  {rec.get('stream', '?')}  {rec.get('event', '?'):<16} {' '.join(parts)}".rstrip()
 
 
 def record(stream: str, event: str, at: float, reason: str | None = None, **figures: Any) -> dict[str, Any]:
@@ -117,23 +134,21 @@ _ACTIONS = {
 }
 
 
-def record_action(paths: Paths, name: str, action: str, detail: str, at: float) -> None:
-    """A `sweep` or tick action in NAME's journal and to its targets (errors are not events: they are
-    sweep's output)."""
+def record_action(paths: Paths, action: Action, at: float, config: Config | None) -> None:
+    """A `sweep` or tick ACTION in its stream's journal, and to the targets CONFIG gives it (errors are not
+    events: they are sweep's output)."""
     from streamctl.store.events import append
 
-    event = _ACTIONS.get(action, action if action.startswith("show_") else None)
+    name = action.name
+    event = _ACTIONS.get(action.action, action.action if action.action.startswith("show_") else None)
     if event is None or not name:
         return
-    rec = record(name, event, at, detail=detail)
+    rec = record(name, event, at, detail=action.detail)
     append(paths, name, rec)
+    if config is None or name not in config.streams:
+        return  # not configured, or a broken config (`sweep` and `check` name the mistake)
     try:
-        from streamctl.store.config import load_config
-
-        config = load_config(paths)
-        if name not in config.streams:
-            return
         spec = config.spec(name, need_env=False, read_key=False)
     except StreamctlError:
-        return  # a broken config: the journal has it, `sweep` and `check` name the mistake
+        return
     tell(paths, rec, spec.settings, spec.secrets())

@@ -59,25 +59,24 @@ def send(
         start_new_session=True,  # outlives the supervisor, and a terminal's ^C
         close_fds=True,
     )
-    out, _ = proc.communicate(json.dumps(job).encode(), timeout=DEADLINE + 10) if wait else (None, None)
-    if not wait:
-        assert proc.stdin is not None
+    data = json.dumps(job).encode()  # a few KiB: the pipe takes it whole, the helper reads it first
+    if wait:
+        out, _ = proc.communicate(data, timeout=DEADLINE + 10)
         try:
-            proc.stdin.write(json.dumps(job).encode())
-            proc.stdin.close()
-        except OSError:
-            pass
-        threading.Thread(target=proc.wait, daemon=True).start()  # reaped when done: no zombie
-        return None
-    try:
-        result: dict[str, Any] = json.loads(out or b"{}")
-        return result
-    except ValueError:
-        return {"error": "the delivery helper said nothing"}
+            result: dict[str, Any] = json.loads(out or b"{}")
+            return result
+        except ValueError:
+            return {"error": "the delivery helper said nothing"}
+    assert proc.stdin is not None
+    with contextlib.suppress(OSError):
+        proc.stdin.write(data)
+        proc.stdin.close()
+    threading.Thread(target=proc.wait, daemon=True).start()  # reaped when done: no zombie
+    return None
 
 
 def title_and_body(record: dict[str, Any]) -> tuple[str, str]:
-    from streamctl.commands.watch import format_event
+    from streamctl.output.alerts import format_event
 
     event = str(record.get("event", "event")).replace("_", " ")
     return f"streamctl: {record.get('stream', '?')} {event}", format_event(record)

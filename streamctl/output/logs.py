@@ -108,18 +108,6 @@ class StreamLog:
                     h.close()
 
 
-def stream_logger(
-    name: str,
-    log_file: Path,
-    secrets: list[str],
-    console: Any = True,
-    max_bytes: int = LOG_MAX_BYTES,
-    keep: int = LOG_KEEP,
-) -> StreamLog:
-    """CONSOLE: True for a new stderr console, False for none, or a rich Console to share (progress bar)."""
-    return StreamLog(name, log_file, secrets, console, max_bytes, keep)
-
-
 class Collapser:
     """FFmpeg lines that repeat, as one line and a count: a broken input can print one a frame. Lines
     that differ only in numbers and addresses ("[h264 @ 0x55d0] error while decoding MB 12 4") are one
@@ -148,10 +136,6 @@ class Collapser:
         if self._count:
             self.write(f"... repeated {self._count} times")
             self._count = 0
-
-
-def close_logger(log: StreamLog) -> None:
-    log.close()
 
 
 Line = tuple[int, str]

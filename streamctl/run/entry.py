@@ -90,7 +90,7 @@ def start_stream(
 ) -> Outcome:
     """Run SPEC's supervisor in this process until the stream ends (`start`, `demo`).
     FFMPEG is the --ffmpeg given on the command line, if any."""
-    from streamctl.output.logs import Collapser, LogListener, close_logger, stream_logger
+    from streamctl.output.logs import Collapser, LogListener, StreamLog
     from streamctl.run.ffmpeg import find_ffmpeg, preflight_input
     from streamctl.run.playlist import prepare_input
     from streamctl.run.supervisor import Supervisor
@@ -101,8 +101,8 @@ def start_stream(
     spec = prepare_input(paths.state_dir, require_limit(spec))  # before anything is written
     preflight_input(ffmpeg, spec)
     s = spec.settings
-    log = stream_logger(spec.name, paths.log_file(spec.name), spec.secrets(), console=console,
-                        max_bytes=int(s.log_max_mb * 1024 * 1024), keep=s.log_keep)  # fmt: skip
+    log = StreamLog(spec.name, paths.log_file(spec.name), spec.secrets(), console,
+                    int(s.log_max_mb * 1024 * 1024), s.log_keep)  # fmt: skip
     said = Collapser(lambda line: log.info("ffmpeg: %s", line))
     try:
 
@@ -123,7 +123,7 @@ def start_stream(
             return sup.run()
     finally:
         said.flush()
-        close_logger(log)
+        log.close()
 
 
 def _with_progress_bar(paths: Paths, spec: StreamSpec, ffmpeg: str | None) -> Any:

@@ -54,6 +54,22 @@ def find_ffprobe(ffmpeg: str) -> str | None:
     return sibling if os.access(sibling, os.X_OK) else which("ffprobe")
 
 
+def media_duration(ffprobe: str, path: str, timeout: float = 15.0) -> float | None:
+    """Seconds of media in PATH by ffprobe; None when it cannot tell (not media, no duration, a hang)."""
+    import math
+    import subprocess
+
+    try:
+        r = subprocess.run(
+            [ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+        d = float(r.stdout.strip())
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return None
+    return d if math.isfinite(d) and d > 0 else None
+
+
 def _output_format(url: str) -> list[str]:
     scheme = urlsplit(url).scheme.lower()
     if scheme in ("rtmp", "rtmps"):

@@ -35,31 +35,19 @@ def resumable(spec: StreamSpec) -> bool:
 def probe_items(ffmpeg: str, source: str) -> Items | None:
     """The files of SOURCE (a file, a folder, a list) and their durations; None if one is unknown or no
     ffprobe is found (the session then starts at the beginning, as before)."""
-    import subprocess
-
-    from streamctl.run.ffmpeg import find_ffprobe
+    from streamctl.run.ffmpeg import find_ffprobe, media_duration
     from streamctl.run.playlist import entries, is_playlist
 
     ffprobe = find_ffprobe(ffmpeg)
     if ffprobe is None:
         return None
     # absolute: ffmpeg reads a concat list's entries relative to the list, not to our folder
-    files = (
-        [str(f) for f in entries(source)]
-        if is_playlist(source)
-        else [str(Path(source).expanduser().resolve())]
-    )
+    one = Path(source).expanduser().resolve()
+    files = [str(f) for f in entries(source)] if is_playlist(source) else [str(one)]
     out: Items = []
     for f in files:
-        try:
-            r = subprocess.run(
-                [ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", f],
-                capture_output=True, text=True, timeout=15, check=False,
-            )  # fmt: skip
-            d = float(r.stdout.strip())
-        except (OSError, subprocess.TimeoutExpired, ValueError):
-            return None
-        if not (math.isfinite(d) and d > 0):
+        d = media_duration(ffprobe, f)
+        if d is None:
             return None
         out.append((f, d))
     return out

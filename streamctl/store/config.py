@@ -422,7 +422,7 @@ def _settings(table: dict[str, Any], base: Settings) -> Settings:
 def _check_alerts(changes: dict[str, Any]) -> None:
     """The notification keys: apprise URLs that look like URLs, a command that can be run, known events
     (the messages never name a URL or the command: they are secrets)."""
-    from streamctl.output.alerts import EVENTS
+    from streamctl.store.events import EVENTS
 
     for url in changes.get("notify", ()):
         if "://" not in url:

@@ -18,6 +18,9 @@ from typing import Any
 
 from streamctl.store.paths import Paths, validate_name
 
+# every event a journal holds (output/alerts.py says when each is written), for the config's filters
+EVENTS = ("live", "recovered", "restarted", "gave_up", "ending_soon", "ended", "supervisor_lost", "swept",
+          "show_started", "show_resumed", "show_missed", "show_skipped", "show_paused", "test")  # fmt: skip
 MAX_BYTES = 256 * 1024  # ~1500 events: a week of a stream that crash-loops every few minutes
 KEEP = 3  # old files kept: the journal never holds more than (KEEP + 1) * MAX_BYTES
 

@@ -155,11 +155,10 @@ class StreamState:
         if self.show_at is not None and self.show_at != show:
             end = self.stop_reason or ("missed" if self.show_started_at is None else "ended")
             ran = self.total_runtime()
-            record = show_record(
-                self.show_at, self.show_started_at, self.end_time, ran, self.restarts, self.session_count, end
+            n, restarts = self.session_count, self.restarts
+            self._keep_show(
+                show_record(self.show_at, self.show_started_at, self.end_time, ran, restarts, n, end)
             )
-            self.shows.append(record)
-            del self.shows[:-KEEP_SHOWS]
         if self.show_at != show:
             self.reset_runtime(now)
             self.show_at, self.show_started_at, self.show_label = show, None, label
@@ -168,10 +167,13 @@ class StreamState:
 
     def pass_show(self, show: float, why: str) -> None:
         """Record show SHOW as not run (missed, skipped, paused)."""
-        self.shows.append(show_record(show, None, None, 0.0, 0, 0, why))
-        del self.shows[:-KEEP_SHOWS]
+        self._keep_show(show_record(show, None, None, 0.0, 0, 0, why))
         self.shows_seen = max(self.shows_seen or show, show)
-        self.shows_skip = [s for s in self.shows_skip if abs(s - show) >= 1.0]
+        self.shows_skip = [s for s in self.shows_skip if abs(s - show) >= 1.0]  # used: forget it
+
+    def _keep_show(self, record: dict[str, Any]) -> None:
+        self.shows.append(record)
+        del self.shows[:-KEEP_SHOWS]
 
     def session_runtime(self, now: float | None = None) -> float | None:
         """The open session's checkpointed runtime (extrapolated to NOW when live); None without one."""
