@@ -235,7 +235,6 @@ def start(
 
     Examples: streamctl start morning --hours 5 ; streamctl start morning --detach
     """
-    from streamctl.store.config import require_limit, resolve_spec
     from streamctl.store.options import StreamOptions
 
     options = StreamOptions(
@@ -255,18 +254,14 @@ def start(
         grace=grace,
         stall_timeout=stall_timeout,
     )
-    overrides = options.overrides()
+    import time
+
+    from streamctl.commands.streams import prepare_start
+
     paths = _paths()
-    spec = resolve_spec(paths, name, overrides)
-    if spec.schedule is not None:
-        import time
-
-        from streamctl.commands.shows import plan_start
-
-        spec, which = plan_start(paths, spec, time.time())
-        if not os.environ.get(DETACHED_ENV):
-            typer.echo(which)
-    spec = require_limit(spec)
+    spec, which = prepare_start(paths, name, options.overrides(), time.time())
+    if which and not os.environ.get(DETACHED_ENV):
+        typer.echo(which)
     from streamctl.run.detach import DETACHED
 
     if detach and not os.environ.get(DETACHED):
@@ -590,6 +585,64 @@ def install_service(
         typer.echo(f"ran {command}")
     for line in done.todo:
         typer.echo(line)
+
+
+@app.command()
+def serve(
+    bind: Annotated[
+        str, typer.Option(help="HOST:PORT to listen on; off loopback it needs TLS or --insecure-http.")
+    ] = "127.0.0.1:8080",
+    tls_cert: Annotated[str | None, typer.Option(help="TLS certificate (PEM): serve HTTPS.")] = None,
+    tls_key: Annotated[str | None, typer.Option(help="The certificate's private key (PEM).")] = None,
+    insecure_http: Annotated[
+        bool, typer.Option("--insecure-http", help="Allow plain HTTP off loopback (a TLS proxy in front).")
+    ] = False,
+) -> None:
+    """Serve the JSON API and the live monitor page, in the foreground, until Ctrl-C or SIGTERM.
+
+    Every request needs the token: $STREAMCTL_TOKEN, or the one made on the first serve (streamctl token).
+    API: /api/streams, /api/streams/NAME/runtime, ... (GET /api/openapi.json lists them); /healthz; /metrics.
+
+    Example: streamctl serve ; then open http://127.0.0.1:8080/ and paste the token
+    """
+    from pathlib import Path
+
+    from streamctl.serve.auth import load_token
+    from streamctl.serve.server import check_exposure, listen, parse_bind
+    from streamctl.serve.server import serve as run_server
+
+    if (tls_cert is None) != (tls_key is None):
+        raise UsageError("give both --tls-cert and --tls-key, or neither")
+    tls = (Path(tls_cert).absolute(), Path(tls_key).absolute()) if tls_cert and tls_key else None
+    host, port = parse_bind(bind)
+    check_exposure(host, tls, insecure_http, _warn)
+    paths = _paths()
+    sock = listen(host, port)  # before the token is made: a refused start leaves nothing on disk
+    token, made = load_token(paths, create=True)
+    if made:
+        typer.echo(f"made this server's token (shown once here; `streamctl token` shows it again): {token}")
+    run_server(paths, token, sock, tls, lambda line: typer.echo(line, err=True))
+
+
+@app.command()
+def token(
+    new: Annotated[
+        bool, typer.Option("--new", help="Make a new token: the old one and its page sessions stop working.")
+    ] = False,
+) -> None:
+    """Print the token `streamctl serve` asks for (made by the first serve, or by --new: a running
+    serve takes the new one at once, and the page's sessions of the old one end).
+
+    Example: curl -H "Authorization: Bearer $(streamctl token)" http://127.0.0.1:8080/api/streams
+    """
+    from streamctl.serve.auth import TOKEN_ENV, load_token, new_token
+
+    if os.environ.get(TOKEN_ENV):
+        raise UsageError(f"the token is ${TOKEN_ENV}'s value here; change it where it is set")
+    if new:
+        typer.echo(new_token(_paths()))
+        return
+    typer.echo(load_token(_paths())[0])
 
 
 def main() -> None:

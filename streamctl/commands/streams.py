@@ -19,6 +19,7 @@ from streamctl.store.state import StateStore, StreamState, iso
 
 if TYPE_CHECKING:
     from streamctl.run.process import ProcessIdentity
+    from streamctl.store.config import StreamSpec
 
 
 _UNKNOWN: Any = object()  # a View's figure not looked up yet
@@ -347,3 +348,50 @@ def stop(paths: Paths, name: str, timeout: float = 30.0) -> str:
             store.save(st, now)
             return "stopped orphaned ffmpeg" if stopped is not None else "not running"
     return stop(paths, name, timeout)  # a start took the stream meanwhile: stop it the supervised way
+
+
+def prepare_start(paths: Paths, name: str, overrides: dict[str, Any], now: float) -> tuple[StreamSpec, str]:
+    """The spec `start` runs (the config with OVERRIDES; a scheduled stream's current or next show), and
+    the line saying which show ('' without a schedule). Bad input raises before anything runs."""
+    from streamctl.store.config import require_limit, resolve_spec
+
+    spec = resolve_spec(paths, name, overrides)
+    which = ""
+    if spec.schedule is not None:
+        from streamctl.commands.shows import plan_start
+
+        spec, which = plan_start(paths, spec, now)
+    return require_limit(spec), which
+
+
+def start_background(paths: Paths, name: str) -> dict[str, Any]:
+    """Start NAME as configured with a detached supervisor (what `start NAME --detach` does); return its
+    pid, which show it runs, and why its first attempt failed, if it did (it retries on its own)."""
+    from streamctl.run.detach import start_detached
+
+    spec, which = prepare_start(paths, name, {}, time.time())
+    pid, first_error = start_detached(paths, spec, None, ["start", name])
+    return {"name": name, "supervisor_pid": pid, "show": which or None, "first_error": first_error}
+
+
+def health(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The streams that should run but do not, and why: given up (retries exhausted, or ffmpeg could not
+    start), or their supervisor died with budget left (an orphaned ffmpeg streams unsupervised). A stream
+    that ended on purpose (budget streamed, deadline, stopped by hand, swept) or never ran is fine; so is
+    one in backoff, whose supervisor is on it. Empty: healthy."""
+    out = []
+    for r in rows:
+        reason = None
+        if r["status"] == Status.FAILED:
+            reason = f"gave up ({r['stop_reason']}): {r['last_error'] or 'no error recorded'}"
+        elif r["orphan"]:
+            reason = "its supervisor is gone; an orphaned ffmpeg streams unsupervised"
+        elif (
+            r["status"] == Status.OFFLINE
+            and r["stop_reason"] == StopReason.SUPERVISOR_LOST
+            and (r["remaining_seconds"] is None or r["remaining_seconds"] > 0)
+        ):
+            reason = "its supervisor died with budget left"
+        if reason is not None:
+            out.append({"name": r["name"], "status": r["status"], "reason": reason})
+    return out
