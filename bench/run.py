@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import procfs  # noqa: E402
 from streamctl.receiver import NginxRtmp  # noqa: E402
+from streamctl.receiver import free_port as receiver_free_port  # noqa: E402
 
 PY = sys.executable
 RESULTS: dict[str, Any] = {}
@@ -751,7 +752,69 @@ def bench_scale(work: Path, media: Path, counts: list[int], budget: float) -> No
         record("scale", f"{n} streams", res, text)
 
 
-SECTIONS = ["delivered", "stop", "restart", "costs", "cli", "scale"]
+SECTIONS = ["delivered", "stop", "restart", "costs", "cli", "scale", "serve"]
+
+
+def bench_serve(work: Path, media: Path, repeats: int) -> None:
+    """`streamctl serve`: the wall time of GET /api/streams with 100 state files and configured streams, as
+    a client sees it (one keep-alive connection, and a new connection a request, as curl or an uptime monitor
+    makes), beside `streamctl status --json` on the same files (the peer: the same rows from the CLI), and
+    the server's PSS after the requests. Every answer must be 200 with 100 rows."""
+    import http.client
+
+    print("7. serve", flush=True)
+    home = work / "home-serve"
+    fill_states(home, 100)
+    write_config(home, 100, media)
+    token = "bench-token-0123456789abcdef"
+    env = {**os.environ, "STREAMCTL_HOME": str(home), "STREAMCTL_TOKEN": token}
+    port = receiver_free_port()
+    proc = subprocess.Popen([PY, "-m", "streamctl", "serve", "--bind", f"127.0.0.1:{port}"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def ask(conn: http.client.HTTPConnection) -> None:
+        conn.request("GET", "/api/streams", headers=headers)
+        r = conn.getresponse()
+        body = r.read()
+        assert r.status == 200 and len(json.loads(body)) == 100, (r.status, body[:200])
+
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                ask(http.client.HTTPConnection("127.0.0.1", port, timeout=10))
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        n = 40 * repeats
+        kept = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        same, fresh = [], []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            ask(kept)
+            same.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            ask(c)
+            c.close()
+            fresh.append((time.perf_counter() - t0) * 1000)
+        kept.close()
+        cli = timed([PY, "-m", "streamctl", "status", "--json"], env, 5 * repeats)
+        p95 = sorted(same)[int(0.95 * len(same)) - 1]
+        record("serve", "GET /api/streams, 100 streams, keep-alive", {**stats(same), "p95": p95},
+               f"{fmt(stats(same), 'ms', 1)}, p95 {p95:.1f} ms")  # fmt: skip
+        record(
+            "serve", "GET /api/streams, 100 streams, new connection", stats(fresh), fmt(stats(fresh), "ms", 1)
+        )
+        record("serve", "streamctl status --json, 100 streams (the peer)", cli, fmt(cli, "ms", 1))
+        pss = procfs.pss_mib(proc.pid) or 0.0
+        record("serve", "serve PSS after the requests", pss, f"{pss:.1f} MiB")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
 
 
 def git_rev() -> str:
@@ -811,6 +874,8 @@ def main() -> None:
     if "scale" in only:
         clip = media if args.scale_clip == "small" else make_720p(work / "in-720p.mp4")
         bench_scale(work, clip, [int(x) for x in args.streams.split(",")], args.budget)
+    if "serve" in only:
+        bench_serve(work, media, 1 if args.quick else 5)
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     code = subprocess.run([PY, "-c", "import streamctl; print(streamctl.__file__)"], capture_output=True, text=True,

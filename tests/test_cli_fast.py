@@ -262,3 +262,21 @@ def test_an_empty_home_both_ways(args: list[str], tmp_path: Path) -> None:
         (r.returncode, r.stdout, r.stderr) for r in ran[1:]
     ]
     assert ran[0].returncode == 0 and (ran[0].stdout or args == ["sweep"])
+
+
+def test_only_serve_imports_the_web_framework(template: Path, tmp_path: Path) -> None:
+    """starlette, uvicorn (and apprise) cost every other command nothing: not even the Typer ones."""
+    home = tmp_path / "home"
+    shutil.copytree(template, home)
+    probe = (
+        "import runpy, sys\n"
+        "sys.argv = ['streamctl', *sys.argv[1:]]\n"
+        "try:\n    runpy.run_module('streamctl', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "web = {m.split('.')[0] for m in sys.modules} & {'starlette', 'uvicorn', 'apprise', 'anyio', 'h11'}\n"
+        "sys.stderr.write(f'WEB={sorted(web)}')\n"
+    )
+    env = {**os.environ, "STREAMCTL_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    for args in (["status"], ["--help"], ["serve", "--help"], ["events", "s01"], ["token"], ["check", "s01"]):
+        r = subprocess.run([sys.executable, "-c", probe, *args], env=env, capture_output=True, text=True)
+        assert r.stderr.endswith("WEB=[]"), (args, r.stderr)
