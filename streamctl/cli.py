@@ -607,8 +607,8 @@ def serve(
     """
     from pathlib import Path
 
-    from streamctl.serve.auth import load_token
-    from streamctl.serve.server import check_exposure, listen, parse_bind
+    from streamctl.serve.auth import TOKEN_ENV, load_token, token_file
+    from streamctl.serve.server import check_exposure, check_tls, listen, parse_bind
     from streamctl.serve.server import serve as run_server
 
     if (tls_cert is None) != (tls_key is None):
@@ -616,12 +616,17 @@ def serve(
     tls = (Path(tls_cert).absolute(), Path(tls_key).absolute()) if tls_cert and tls_key else None
     host, port = parse_bind(bind)
     check_exposure(host, tls, insecure_http, _warn)
+    check_tls(tls)
     paths = _paths()
     sock = listen(host, port)  # before the token is made: a refused start leaves nothing on disk
+    from_env = bool(os.environ.get(TOKEN_ENV))
     token, made = load_token(paths, create=True)
+    # read once: nothing this server starts (a stream's supervisor, its ffmpeg, its on_event hook) gets it
+    os.environ.pop(TOKEN_ENV, None)
     if made:
         typer.echo(f"made this server's token (shown once here; `streamctl token` shows it again): {token}")
-    run_server(paths, token, sock, tls, lambda line: typer.echo(line, err=True))
+    watch = None if from_env else token_file(paths)  # the file's token is read again when it changes
+    run_server(paths, token, watch, sock, tls, lambda line: typer.echo(line, err=True))
 
 
 @app.command()

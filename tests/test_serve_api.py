@@ -289,6 +289,19 @@ def test_the_token_is_made_once_0600_shown_once_and_by_a_command(home: Path) -> 
         assert env_token not in third.output()
     finally:
         assert third.stop() == 0
+    # nothing the server starts inherits the token: a stream's supervisor, its ffmpeg, its hooks
+    seen = home.parent / "ffmpeg-env.txt"
+    spy = fake_ffmpeg(home.parent, "ffmpeg", f'env > "{seen}"; exit 1\n')
+    add("spied", "testsrc", "rtmp://127.0.0.1:9/live", "30s", "--input-format", "lavfi")
+    append_config(home, f'ffmpeg = "{spy}"\nretries = 0\n')
+    fourth = serve(home, env={"STREAMCTL_TOKEN": env_token})
+    try:
+        assert fourth.post("/api/streams/spied/start").status in (202, 502)
+        text = wait_for(lambda: seen.exists() and seen.read_text())
+        assert "STREAMCTL_HOME=" in text and env_token not in text and first.token not in text
+    finally:
+        assert fourth.stop() == 0
+        cli("stop", "spied")
     short = cli("serve", env={**os.environ, "STREAMCTL_HOME": str(home), "STREAMCTL_TOKEN": "short"})
     assert (
         short.returncode == 2
@@ -311,6 +324,8 @@ def test_off_loopback_it_refuses_plain_http_unless_told_and_serves_tls(home: Pat
     )
     assert snapshot(home) == {}  # refused before anything is made: no token
     assert cli("serve", "--tls-cert", "c.pem", env=env).returncode == 2
+    missing = cli("serve", "--tls-cert", "c.pem", "--tls-key", "k.pem", env=env)
+    assert missing.returncode == 6 and "no such file" in missing.stderr and snapshot(home) == {}
     assert cli("serve", "--bind", "nonsense:port", env=env).returncode == 2
     # a port in use: one line, exit 4
     with socket.socket() as busy:

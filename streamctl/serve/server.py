@@ -4,7 +4,6 @@ use), then uvicorn, a well-kept ASGI server (h11, no C build), in the foreground
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import socket
 import sys
@@ -48,6 +47,12 @@ def check_exposure(
     warn(f"serving on {host}, reachable from other machines" + ("" if tls else " over plain HTTP"))
 
 
+def check_tls(tls: tuple[Path, Path] | None) -> None:
+    for f in tls or ():
+        if not f.is_file():
+            raise FileError(f"cannot read {f}: no such file (--tls-cert / --tls-key)")
+
+
 def listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP named, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and without
@@ -71,6 +76,7 @@ def listen(host: str, port: int) -> socket.socket:
 def serve(
     paths: Paths,
     token: str,
+    watch: Path | None,
     sock: socket.socket,
     tls: tuple[Path, Path] | None,
     announce: Callable[[str], None],
@@ -79,13 +85,9 @@ def serve(
 
     from streamctl.serve.api import make_app
 
-    for f in tls or ():
-        if not f.is_file():
-            raise FileError(f"cannot read {f}: no such file (--tls-cert / --tls-key)")
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from streamctl.serve.auth import TOKEN_ENV, TokenSource, token_file
+    from streamctl.serve.auth import TokenSource
 
-    watch = None if os.environ.get(TOKEN_ENV) else token_file(paths)
     app = make_app(paths, TokenSource(token, watch), secure=tls is not None)
     config = uvicorn.Config(
         app,
