@@ -238,6 +238,7 @@ def test_the_page_asks_for_the_token_refuses_a_wrong_one_and_says_when_the_serve
             expect(field(page, "lobby", "warning")).to_be_hidden()  # not running: nothing is ending
             assert colours(page, "studio") == (GREY, GREY)
             expect(page.locator("#conn")).to_have_class(re.compile(r"\bok\b"))
+            expect(page.locator("#conn")).to_have_text("connected")  # the connection's word, not a status
             # nothing runs: Stop is off, Start on, and Reset timer off (the timer is at zero already)
             expect(card(page, "studio").locator('[data-action="stop"]')).to_be_disabled()
             expect(card(page, "studio").locator('[data-action="start"]')).to_be_enabled()
@@ -362,7 +363,12 @@ def test_live_streams_on_the_page_green_counting_a_crash_stop_start_reset_and_a_
             assert colours(page, "studio") == (GREEN, GREEN)
             expect(field(page, "studio", "restarts")).to_have_text("1")
             assert seconds(field(page, "studio", "runtime").inner_text()) >= before - 1.5
-            expect(page.locator("#events li").filter(has_text="studio")).not_to_have_count(0)
+            restarted = page.locator("#events li").filter(has_text="restarted")
+            expect(restarted).to_have_count(1)
+            expect(restarted).to_contain_text("studio")
+            assert re.search(r"delay=\d+(\.\d)?s ", restarted.inner_text()), (
+                restarted.inner_text()
+            )  # not 3.2190835373668216
 
             # Stop, confirmed: offline, stopped; Start, confirmed: live again
             asked = press(page, "studio", "stop")
