@@ -8,6 +8,8 @@ const RUNNING = new Set(["starting", "live", "backoff", "stopping"]);
 let rows = new Map(); // name -> {row, got: performance.now() when it came}
 let source = null;
 let lastMessage = 0;
+const pending = new Set(); // names with an action under way: their buttons stay off until it is answered
+const SECONDS_KEYS = new Set(["delay", "remaining", "streamed", "budget", "runtime", "was"]); // journal figures
 
 const $ = (id) => document.getElementById(id);
 
@@ -85,6 +87,7 @@ function paint() {
     c.querySelector('[data-action="stop"]').disabled = !running;
     c.querySelector('[data-action="start"]').disabled = running;
     c.querySelector('[data-action="reset-runtime"]').disabled = running || r.runtime_seconds === 0;
+    if (pending.has(name)) c.querySelectorAll("button").forEach((b) => { b.disabled = true; });
   }
   for (const c of box.querySelectorAll(".card")) if (!rows.has(c.dataset.name)) c.remove();
   $("empty").hidden = rows.size > 0;
@@ -107,6 +110,7 @@ async function act(name, action) {
   const c = $("streams").querySelector(`[data-name="${CSS.escape(name)}"]`);
   const said = c.querySelector('[data-field="said"]');
   said.textContent = action + "…";
+  pending.add(name);
   c.querySelectorAll("button").forEach((b) => { b.disabled = true; });
   try {
     const resp = await fetch(`/api/streams/${encodeURIComponent(name)}/${action}`, {
@@ -117,6 +121,8 @@ async function act(name, action) {
     said.textContent = resp.ok ? done(action, body) : "refused: " + (body.error || resp.status);
   } catch (e) {
     said.textContent = "no answer from the server";
+  } finally {
+    pending.delete(name);
   }
   refresh();
 }
@@ -161,7 +167,7 @@ function journal(rec) {
   $("journal").hidden = false;
   const list = $("events");
   const what = Object.entries(rec).filter(([k, v]) => !["t", "time", "stream", "event"].includes(k) && v !== null)
-    .map(([k, v]) => `${k}=${v}`).join(" ");
+    .map(([k, v]) => `${k}=${typeof v === "number" && SECONDS_KEYS.has(k) ? duration(v) : v}`).join(" ");
   list.prepend(el("li", { text: `${(rec.time || "").slice(11, 19)}  ${rec.stream}  ${rec.event}  ${what}` }));
   while (list.children.length > 30) list.lastChild.remove();
 }
@@ -173,7 +179,7 @@ function connect() {
   source.addEventListener("streams", (e) => {
     lastMessage = performance.now();
     $("lost").hidden = true;
-    conn("ok", "live");
+    conn("ok", "connected");
     take(JSON.parse(e.data).streams);
   });
   source.addEventListener("event", (e) => { lastMessage = performance.now(); journal(JSON.parse(e.data)); });
