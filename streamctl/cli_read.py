@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from streamctl.errors import EXIT_USAGE, StreamctlError, error_line
+from streamctl.errors import EXIT_FILES, EXIT_USAGE, FileError, StreamctlError, error_line
 
 # store.config.Settings().grace, which `sweep` defaults to, without importing the config module for it
 # (a test holds the two equal).
@@ -125,6 +125,9 @@ def status(names: list[str] | None, as_json: bool, watch: bool, format: str) -> 
         raise UsageError(f"--format must be table, json or prometheus, got {format!r}")
     where = paths()
     rows = [v.as_dict() for v in control.views(where, names or None, warn=warn)]
+    broken = [r["broken"] for r in rows if r["broken"]]
+    for message in broken:
+        warn(message)  # its row says "broken"; every other stream is shown as usual
     if as_json or format == "json":
         print_json(rows)
     elif format == "prometheus":
@@ -145,7 +148,8 @@ def status(names: list[str] | None, as_json: bool, watch: bool, format: str) -> 
         from streamctl.output.table import render_status, terminal_width, use_colour
 
         sys.stdout.write(render_status(rows, use_colour(), terminal_width()))
-    return 0
+    # a stream asked for by name that cannot be read is an error (as for runtime); in the list, a row
+    return EXIT_FILES if names and broken else 0
 
 
 def sweep(as_json: bool, grace: float | None) -> int:
@@ -177,6 +181,8 @@ def runtime(name: str, as_json: bool) -> int:
     from streamctl.durations import format_duration
 
     d = control.views(paths(), [name], warn=warn)[0].as_dict()
+    if d["broken"]:
+        raise FileError(d["broken"])
     if as_json:
         print_json({k: d[k] for k in RUNTIME_KEYS})
         return 0

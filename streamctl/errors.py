@@ -60,6 +60,14 @@ class ConfigRefused(FileError):
     go by the state files instead; an unreadable file (permissions, a bad path) stays a FileError."""
 
 
+class Untrusted(ConfigRefused):
+    """A config, key file or state folder that another user could have written or replaced (owned by
+    someone else, or in a folder others can write): refused, as sshd and sudo refuse theirs. A usage
+    mistake of the admin's (exit 2); the read commands go by the state files, as for ConfigRefused."""
+
+    exit_code = EXIT_USAGE
+
+
 class EnvironmentProblem(StreamctlError):
     exit_code = EXIT_ENVIRONMENT
 

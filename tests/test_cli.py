@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from streamctl.store.paths import Paths
+from streamctl.store.state import StateStore, StreamState
 from tests.conftest import Ran, cli, fake_ffmpeg, lavfi_start, run_cli, snapshot
 
 
@@ -263,7 +265,7 @@ def test_corrupt_state_is_named_kept_and_never_reset(home: Path) -> None:
     state.mkdir(parents=True)
     (state / "bad.json").write_text('{"schema": 1, "name": "bad", "runtime_seconds": 3')  # truncated
     for args in (
-        ["status"],
+        ["status", "bad"],
         ["runtime", "bad"],
         ["reset-runtime", "bad"],
         lavfi_start("bad", "/tmp/x.flv", "5s", quiet=False),
@@ -272,7 +274,13 @@ def test_corrupt_state_is_named_kept_and_never_reset(home: Path) -> None:
         assert r.returncode == 6, (args, r.stderr)
         assert str(state / "bad.json") in r.stderr and "corrupt" in r.stderr and r.stderr.count("\n") == 1
     assert (state / "bad.json").read_text().endswith('"runtime_seconds": 3')  # untouched
-    assert (state / "bad.json.corrupt").exists()
+    assert (state / "bad.json.corrupt").read_text() == (state / "bad.json").read_text()
+    # the list shows it broken beside the others, and says why on stderr: it does not fail on it
+    StateStore(Paths.in_home(home)).save(StreamState(name="good", budget_seconds=60.0), 0.0)
+    r = streamctl("status", "--json")
+    assert r.returncode == 0 and r.stderr.count("\n") == 1 and "bad.json" in r.stderr, r.stderr
+    got = {row["name"]: (row["status"], bool(row["broken"])) for row in json.loads(r.stdout)}
+    assert got == {"bad": ("broken", True), "good": ("offline", False)}
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from streamctl.run.accounting import EXTRAPOLATE_MAX
+from streamctl.store.paths import Paths
 from tests.conftest import (
     Rtmp,
     cli,
@@ -315,7 +316,7 @@ def test_stale_lock_files_do_not_block(home: Path, tmp_path: Path) -> None:
         "fcntl.flock(fd, fcntl.LOCK_EX); os._exit(0)"
     )
     (home / "state").mkdir(parents=True)
-    lock = home / "state" / "stale.run.lock"
+    lock = Paths.in_home(home).run_lock("stale")
     subprocess.run([sys.executable, "-c", code, str(lock)], check=True)
     assert lock.exists()
     ff = fake_ffmpeg(tmp_path, "quick", "exit 0\n")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streamctl.errors import FileError, NotFound, UsageError
+from streamctl.errors import FileError, NotFound, Untrusted, UsageError
 from streamctl.masking import mask_url
 from streamctl.run.ffmpeg import build_argv
 from streamctl.store.config import add_stream, load_config, remove_stream, resolve_spec
@@ -96,8 +96,9 @@ def test_config_errors_are_clear(paths: Paths) -> None:
     with pytest.raises(UsageError, match=r"line 2, column"):
         load_config(paths)
     os.chmod(paths.config_file, 0o666)
-    with pytest.raises(FileError, match="writable by others"):
+    with pytest.raises(Untrusted, match="writable by every user") as refused:
         load_config(paths)
+    assert refused.value.exit_code == 2
 
 
 def test_t_stands_before_the_output_and_the_key_is_masked(paths: Paths, input_file: Path) -> None:

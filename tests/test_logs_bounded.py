@@ -14,9 +14,13 @@ from streamctl.output.logs import LOG_KEEP, LOG_MAX_BYTES, Collapser, StreamLog
 from streamctl.store.rotating import RotatingFile, append, old_files
 from tests.conftest import cli, fake_ffmpeg, lavfi_start
 
+# room for every line (1.1 MB in 64 KiB files): whichever writer ends first (a loaded machine decides),
+# each of its lines must be found, whole and in order; the rotations are still ~17
+KEEP = 24
+
 
 def _spew(path: str, n: int) -> None:
-    f = RotatingFile(Path(path), 64 * 1024, 2)
+    f = RotatingFile(Path(path), 64 * 1024, KEEP)
     for i in range(n):
         f.write(f"A {i:06d} {'x' * 40}\n".encode())
     f.close()
@@ -24,7 +28,7 @@ def _spew(path: str, n: int) -> None:
 
 def _now_and_then(path: str, n: int) -> None:
     for i in range(n):
-        append(Path(path), f"B {i:06d}\n".encode(), 64 * 1024, 2)
+        append(Path(path), f"B {i:06d}\n".encode(), 64 * 1024, KEEP)
 
 
 def test_two_processes_rotating_one_file_lose_and_split_no_line(tmp_path: Path) -> None:
@@ -36,13 +40,16 @@ def test_two_processes_rotating_one_file_lose_and_split_no_line(tmp_path: Path) 
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    files = [*old_files(log, 2), log]
-    assert len(files) == 3 and sum(f.stat().st_size for f in files) <= 3 * 64 * 1024 + 100
+    files = [*old_files(log, KEEP), log]
+    # rotated ~17 times; each writer rotates by what it has seen, so a file may pass the size by the
+    # other's few lines, never by more than the other wrote in all
+    assert len(files) >= 16 and all(f.stat().st_size <= 64 * 1024 + 1500 * 9 for f in files)
+    assert sum(f.stat().st_size for f in files) == 20000 * 50 + 1500 * 9  # nothing lost, nothing twice
     lines = b"".join(f.read_bytes() for f in files).decode().splitlines()
     assert all(re.fullmatch(r"A \d{6} x{40}|B \d{6}", line) for line in lines)  # every line whole
     for who, total in (("A", 20000), ("B", 1500)):
         seqs = [int(line.split()[1]) for line in lines if line.startswith(who)]
-        assert seqs == list(range(seqs[0], total))  # the newest of each writer, in order, none missing
+        assert seqs == list(range(total))  # each writer's every line, in order, none missing
     assert log.stat().st_mode & 0o777 == 0o600 and log.parent.stat().st_mode & 0o777 == 0o700
 
 

@@ -15,7 +15,7 @@ from streamctl.store.fileio import is_locked
 from streamctl.store.lifecycle import Status, StopReason
 from streamctl.store.limit import WARN_BELOW  # seconds left: "ending soon"
 from streamctl.store.paths import Paths, validate_name
-from streamctl.store.state import StateStore, StreamState, iso
+from streamctl.store.state import BrokenState, StateStore, StreamState, iso
 
 if TYPE_CHECKING:
     from streamctl.run.process import ProcessIdentity
@@ -36,6 +36,7 @@ class View:
         "_orphan",
         "_session_runtime",
         "_status",
+        "broken",
         "name",
         "now",
         "schedule",
@@ -49,6 +50,7 @@ class View:
         self.supervised = supervised  # a supervisor holds the run lock
         self.now = now
         self.schedule: tuple[str, str | None] | None = None  # (schedule, timezone) from the config
+        self.broken: str | None = None  # why its state file cannot be read (state.BrokenState)
         self._left_behind: ProcessIdentity | None = _UNKNOWN
         self._orphan: bool = _UNKNOWN
         self._session_runtime: float | None = _UNKNOWN
@@ -102,6 +104,8 @@ class View:
 
     @property
     def status(self) -> Status:
+        if self.broken is not None:
+            return Status.BROKEN
         if self._status is _UNKNOWN:
             s = self.state.status_enum
             # the state says live but nothing runs: never show a dead stream as live
@@ -158,6 +162,7 @@ class View:
             "slow": bool(live and progress.get("slow")),
             "warning": bool(live and remaining is not None and remaining < WARN_BELOW),
             "orphan": self.orphan,
+            "broken": self.broken,
             **self._show_fields(),
         }
 
@@ -239,11 +244,17 @@ def views(
         known = names
     out = []
     for n in known:
-        st = store.load(n) or StreamState(name=n, budget_seconds=configured.get(n))
+        broken = None
+        try:
+            st = store.load(n) or StreamState(name=n, budget_seconds=configured.get(n))
+        except BrokenState as e:
+            # one bad file must not hide every other stream: this one is shown broken, with the file named
+            st, broken = StreamState(name=n, budget_seconds=configured.get(n)), str(e)
         # Only a stream whose state says it runs can have a supervisor: probe its lock, skip the rest.
         supervised = st.status_enum.running and is_locked(paths.run_lock(n))
         view = View(n, st, supervised, now)
         view.schedule = schedules.get(n)
+        view.broken = broken
         out.append(view)
     return out
 
@@ -382,7 +393,9 @@ def health(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
     out = []
     for r in rows:
         reason = None
-        if r["status"] == Status.FAILED:
+        if r["status"] == Status.BROKEN:
+            reason = r["broken"]
+        elif r["status"] == Status.FAILED:
             reason = f"gave up ({r['stop_reason']}): {r['last_error'] or 'no error recorded'}"
         elif r["orphan"]:
             reason = "its supervisor is gone; an orphaned ffmpeg streams unsupervised"

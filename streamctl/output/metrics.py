@@ -30,6 +30,11 @@ METRICS = (
     ("streamctl_sessions_total", "ffmpeg sessions since the runtime was last reset", lambda r: r["sessions"]),
     ("streamctl_bitrate_kbits", "ffmpeg's output bitrate", lambda r: _kbits(r["bitrate"])),
     ("streamctl_warning", "1 when under 5 minutes remain", lambda r: int(r["warning"])),
+    (
+        "streamctl_broken",
+        "1 when the stream's state file cannot be read (status shows it broken)",
+        lambda r: int(r["status"] == Status.BROKEN),
+    ),
 )
 
 

@@ -27,6 +27,7 @@ _STATUS_COLOUR = {
     "backoff": "yellow",
     "stopping": "yellow",
     "failed": "red",
+    "broken": "red",
 }
 COLUMNS = (
     *(("name", "NAME"), ("status", "STATUS"), ("runtime", "RUNTIME/BUDGET"), ("remaining", "REMAINING")),
@@ -192,4 +193,6 @@ def render_status(
             if r.get("last_error"):
                 text += f": {_one_line(r['last_error'])}"
             lines += [paint(part, "red") for part in wrap(text, width)]
+        elif r.get("broken"):
+            lines += [paint(part, "red") for part in wrap(f"{r['name']}: {_one_line(r['broken'])}", width)]
     return "\n".join(lines) + "\n"

@@ -50,5 +50,7 @@ def prepare_input(state_dir: Path, spec: StreamSpec) -> StreamSpec:
 
     if spec.input_format is not None or not is_playlist(spec.input):
         return spec
-    concat = write_concat(spec.input, state_dir / f"{spec.name}.ffconcat")
+    from streamctl.store.paths import STATE_SUFFIXES
+
+    concat = write_concat(spec.input, state_dir / f"{spec.name}{STATE_SUFFIXES['playlist']}")
     return replace(spec, input=str(concat), input_format="concat")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from streamctl.store.config import StreamSpec
 from streamctl.store.fileio import atomic_write
+from streamctl.store.paths import STATE_SUFFIXES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -77,6 +78,6 @@ def resumed(spec: StreamSpec, items: Items, streamed: float, remaining: float, s
         lines.append("file '" + f.replace("'", "'\\''") + "'")
         if at > 0:
             lines.append(f"inpoint {at:.3f}")
-    path = state_dir / f"{spec.name}.resume.ffconcat"
+    path = state_dir / f"{spec.name}{STATE_SUFFIXES['resume']}"
     atomic_write(path, ("\n".join(lines) + "\n").encode(), durable=False)
     return replace(spec, input=str(path), input_format="concat", loop=False)

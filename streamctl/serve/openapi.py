@@ -51,6 +51,7 @@ STREAM: dict[str, Any] = {
         "slow": {"type": "boolean"},
         "warning": {"type": "boolean", "description": "under 5 minutes remain"},
         "orphan": {"type": "boolean"},
+        "broken": _n("string", description="why the stream's state file cannot be read (status broken)"),
         "schedule": _n("string"),
         "show": _n("string"),
         "next_show": _n("string"),

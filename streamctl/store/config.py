@@ -11,18 +11,18 @@ import json
 import math
 import os
 import re
-import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from streamctl.durations import check_budget, parse_budget, parse_duration
-from streamctl.errors import ConfigRefused, FileError, NotFound, StreamctlError, UsageError, did_you_mean
+from streamctl.errors import FileError, NotFound, StreamctlError, UsageError, did_you_mean
 from streamctl.masking import MIN_KEY, STREAM_SCHEMES, url_secrets
 from streamctl.store.config_cache import cached, refresh_cache
 from streamctl.store.fileio import atomic_write, locked
 from streamctl.store.paths import Paths, validate_name
+from streamctl.store.trust import check_trusted
 
 TYPE_CHECKING = False  # not typing's: the supervisor does without importing typing
 if TYPE_CHECKING:
@@ -105,6 +105,11 @@ KEYS: dict[str, Key] = {
     "catch_up": Key("duration"),
 }
 KEY_SOURCES = ("key", "key_file", "key_env")
+# never shown, whatever their type: the key, URLs that may hold it, apprise URLs (tokens), a hook's argv
+SECRET_KEYS = ("key", "url", "also", "notify", "on_event")
+MAX_KEY_FILE = 4096  # bytes: a stream key is a few dozen
+MAX_CONFIG = 16 * 1024 * 1024  # bytes: a thousand streams are ~200 KiB
+MAX_DEPTH = 16  # arrays and tables within each other: the deepest key is 3 (streams.NAME.also)
 ENCODE_ONLY = tuple(k for k, v in KEYS.items() if v.encode_only)
 
 
@@ -117,6 +122,10 @@ def _shown(value: Any) -> str:
     if isinstance(value, dict):
         return "a table"
     return repr(value)
+
+
+_TOML_TYPE = {"str": "string", "int": "number", "float": "number", "bool": "boolean", "list": "list",
+              "dict": "table", "datetime": "date-time", "date": "date", "time": "time"}  # fmt: skip
 
 
 def _type_ok(kind: str, value: Any) -> bool:
@@ -173,8 +182,9 @@ def check_table(path: Path, table: dict[str, Any], where: str, stream: bool) -> 
                 hint = did_you_mean(key, allowed) or "; see examples/streamctl.toml for every key"
             raise UsageError(f"config {path}: [{where}] unknown key {key!r}{hint}")
         if not _type_ok(spec.kind, value):
-            # notify URLs carry tokens and a hook's argv may too: their value is never shown
-            got = f"a {type(value).__name__}" if spec.kind in ("notify", "argv") else _shown(value)
+            # a key, notify URLs (tokens) and a hook's argv (it may hold one): their value is never shown
+            kind = _TOML_TYPE.get(type(value).__name__, "value")
+            got = f"a {kind}" if key in SECRET_KEYS else _shown(value)
             raise UsageError(f"config {path}: [{where}] {key} must be {_EXPECTED[spec.kind]}, got {got}")
     if not stream:
         return
@@ -461,11 +471,15 @@ def _key(table: dict[str, Any], need_env: bool = True) -> str | None:
     if "key_env" in table:
         return env_key(str(table["key_env"]), "key_env", need_env)
     if "key_file" in table:
+        from streamctl.store.trust import check_trusted, read_small
+
         p = Path(str(table["key_file"])).expanduser()
+        raw = read_small(p, "key_file", MAX_KEY_FILE, UsageError)  # a regular file first: not /dev/zero
+        check_trusted(p, "key_file")
         try:
-            key = p.read_text().strip()
-        except OSError as e:
-            raise UsageError(f"key_file: cannot read {p}: {e.strerror}") from None
+            key = raw.decode().strip()
+        except UnicodeDecodeError:
+            raise UsageError(f"key_file: {p} is not text; put the stream key in it") from None
         if not key:
             raise UsageError(f"key_file: {p} is empty; put the stream key in it")
         return key
@@ -621,9 +635,10 @@ def load_config(paths: Paths) -> Config:
         return Config(path, {})
     except OSError as e:
         raise FileError(f"cannot read config {path}: {e.strerror}") from None
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        # Anyone who can write it can make us run any program as `ffmpeg`.
-        raise ConfigRefused(f"config {path} is writable by others; run: chmod 600 {path}")
+    # Anyone who can write it, or replace it, can make us run any program as `ffmpeg`; the cache beside
+    # the state is the config too
+    check_trusted(path, "config")
+    check_trusted(paths.state_dir, "state folder", folder=True)
     data, budgets = cached(paths, path, st)
     if data is None:
         data = parse_toml(path)
@@ -636,13 +651,33 @@ def load_config(paths: Paths) -> Config:
 def parse_toml(path: Path) -> dict[str, Any]:
     import tomllib  # only when there is a config to read
 
+    from streamctl.store.trust import read_small
+
+    raw = read_small(path, "config", MAX_CONFIG)
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
+        data = tomllib.loads(raw.decode())
+    except UnicodeDecodeError as e:
+        raise UsageError(f"config {path} is not UTF-8 text (byte {e.start})") from None
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"config {path} is not valid TOML: {e}") from None  # a config mistake: exit 2
-    except OSError as e:
-        raise FileError(f"cannot read config {path}: {e.strerror}") from None
+    except RecursionError:
+        raise UsageError(f"config {path} nests arrays or tables too deeply (at most {MAX_DEPTH})") from None
+    if _depth(data) > MAX_DEPTH:
+        raise UsageError(f"config {path} nests arrays or tables too deeply (at most {MAX_DEPTH})")
+    return data
+
+
+def _depth(value: Any) -> int:
+    """How deep VALUE's lists and dicts go (without recursion: the point is a value too deep for it)."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        v, d = todo.pop()
+        if isinstance(v, dict | list):
+            deepest = max(deepest, d + 1)
+            if deepest > MAX_DEPTH:
+                return deepest
+            todo += [(x, d + 1) for x in (v.values() if isinstance(v, dict) else v)]
+    return deepest
 
 
 def _write(config: Config) -> None:

@@ -80,12 +80,23 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600, durable: bool = Tru
                 os.unlink(tmp)
 
 
+def open_private(path: Path, flags: int, what: str) -> int:
+    """os.open of a file streamctl writes (a log, a journal, a lock), 0600 when made, never through a
+    symbolic link: one planted at PATH would have us append to, create or lock its target. WHAT names
+    the file in the FileError."""
+    try:
+        return os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise FileError(
+                f"{what} {path} is a symbolic link: streamctl writes no file through a link; remove it"
+            ) from None
+        raise FileError(f"cannot open {what} {path}: {e.strerror}") from None
+
+
 def _open_lock(path: Path) -> int:
     ensure_private_dir(path.parent)
-    try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as e:
-        raise FileError(f"cannot open lock {path}: {e.strerror}") from None
+    return open_private(path, os.O_RDWR, "lock")
 
 
 @contextlib.contextmanager

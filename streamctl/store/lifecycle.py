@@ -12,6 +12,9 @@ class Status(StrEnum):
     STOPPING = "stopping"  # we asked ffmpeg to end
     OFFLINE = "offline"  # ended on purpose (budget streamed, stopped) or never started
     FAILED = "failed"  # gave up
+    # never in a state file: what the views show for a stream whose state file is not streamctl's
+    # (corrupt, too big, a link), so that the other streams are still shown (state.BrokenState)
+    BROKEN = "broken"
 
     @property
     def running(self) -> bool:

@@ -38,6 +38,21 @@ def validate_name(name: str) -> str:
     return name
 
 
+# What each of a stream's files in the state folder ends with. Stream A's file A+s and stream B's B+t are
+# one file only if s ends with t (B = A + what s has before t) or t with s: so no suffix may end with
+# another, and none may end a fixed name (FIXED). `col.run.lock` (col's run lock, col.run's state lock)
+# was such a pair. tests/test_names.py holds every pair of names built from these apart.
+STATE_SUFFIXES = {
+    "state": ".json",
+    "corrupt": ".json.corrupt",  # a broken state file's copy (state.py)
+    "state_lock": ".lock",
+    "run_lock": ".runlock",
+    "playlist": ".playlist.ffconcat",  # a folder or list input as ffmpeg reads it (run/playlist.py)
+    "resume": ".resume.ffconcat",  # the input from where the stream was (run/resume.py)
+}
+FIXED = ("config.cache", "serve.token", "logs", "events")  # other entries of the state folder
+
+
 @dataclass(frozen=True)
 class Paths:
     config_file: Path
@@ -47,16 +62,20 @@ class Paths:
     def log_dir(self) -> Path:
         return self.state_dir / "logs"
 
+    def stream_file(self, name: str, kind: str) -> Path:
+        """NAME's file of KIND (a key of STATE_SUFFIXES) in the state folder."""
+        return self.state_dir / f"{validate_name(name)}{STATE_SUFFIXES[kind]}"
+
     def state_file(self, name: str) -> Path:
-        return self.state_dir / f"{validate_name(name)}.json"
+        return self.stream_file(name, "state")
 
     def state_lock(self, name: str) -> Path:
         """Held briefly around every read-modify-write of the state file."""
-        return self.state_dir / f"{validate_name(name)}.lock"
+        return self.stream_file(name, "state_lock")
 
     def run_lock(self, name: str) -> Path:
         """Held by the supervisor for its whole life: the proof that it runs."""
-        return self.state_dir / f"{validate_name(name)}.run.lock"
+        return self.stream_file(name, "run_lock")
 
     def log_file(self, name: str) -> Path:
         return self.log_dir / f"{validate_name(name)}.log"

@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from streamctl.store.fileio import ensure_private_dir, locked
+from streamctl.errors import FileError
+from streamctl.store.fileio import ensure_private_dir, locked, open_private
 
 CHECK_EVERY = 256  # writes between two looks at the path's inode (a stat: ~2 us)
 
@@ -39,7 +40,7 @@ def old_files(path: Path, keep: int) -> list[Path]:
 
 
 def _open(path: Path) -> int:
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    return open_private(path, os.O_WRONLY | os.O_APPEND, "file")
 
 
 def append(path: Path, data: bytes, max_bytes: int, keep: int, timeout: float | None = None) -> None:
@@ -78,8 +79,9 @@ class RotatingFile:
             self._rotate()
         elif self._writes % CHECK_EVERY == 0:
             self._follow()
-        os.write(self._fd, data)
-        self._size += len(data)
+        if self._fd >= 0:
+            os.write(self._fd, data)
+            self._size += len(data)
 
     def _moved(self) -> bool:
         try:
@@ -89,7 +91,11 @@ class RotatingFile:
 
     def _reopen(self) -> None:
         os.close(self._fd)
-        self._fd = _open(self.path)
+        self._fd = -1
+        try:
+            self._fd = _open(self.path)
+        except FileError:
+            return  # a link planted at the path since: nothing more is written (the console still is)
         self._size = os.fstat(self._fd).st_size
 
     def _follow(self) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import stat
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from streamctl.errors import FileError
@@ -248,7 +251,8 @@ class StreamState:
         if d.get("session") is not None:
             d["session"] = OpenSession(**d["session"])
         st = cls(**d)
-        Status(st.status)  # reject unknown statuses early
+        if Status(st.status) == Status.BROKEN:  # reject unknown statuses early
+            raise ValueError("status 'broken' is the views' word, never a state's")
         return st
 
 
@@ -263,19 +267,101 @@ def _known_fields(cls: type) -> frozenset[str]:
     return known
 
 
+MAX_STATE_BYTES = 4 * 1024 * 1024  # ~100 times the largest state streamctl writes (capped history)
+
+
+class BrokenState(FileError):
+    """A state file that is not what streamctl writes (not JSON, another schema, too big, a link): the
+    commands that act on the stream refuse it (exit 6); the views show it as broken, the others as usual."""
+
+    def __init__(self, path: Path, why: str, kept: Path | None = None) -> None:
+        self.path, self.why, self.kept = path, why, kept
+        copy = f"; a copy is kept at {kept}" if kept is not None else ""
+        super().__init__(
+            f"state file {path} is corrupt ({why}){copy}. Fix it, or delete it to forget the stream's runtime"
+        )
+
+
+def _corrupt(path: Path) -> Path:
+    return path.with_name(path.name + ".corrupt")
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _keep_aside(path: Path, fd: int, st: os.stat_result) -> None:
+    """A copy of the broken file at PATH.corrupt, made once: a copy with the same size and modification
+    time is this file's already (each `status`, each API list would copy it again). Written as every
+    file of ours is (a new file renamed over the old): a link planted at PATH.corrupt is replaced, not
+    followed."""
+    corrupt = _corrupt(path)
+    try:
+        old = os.lstat(corrupt)
+        if stat.S_ISREG(old.st_mode) and (old.st_size, old.st_mtime_ns) == (st.st_size, st.st_mtime_ns):
+            return
+    except FileNotFoundError:
+        pass
+    tmp = str(path.parent / f".{corrupt.name}.{os.urandom(6).hex()}.tmp")
+    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        while chunk := os.read(fd, 1 << 20):  # in pieces: the file may be hundreds of MiB
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(out, view) :]
+        os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))  # the mark of "this file's copy"
+        os.close(out)
+        out = -1
+        os.replace(tmp, corrupt)
+        tmp = ""
+    finally:
+        if out >= 0:
+            os.close(out)
+        if tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
 class StateStore:
     def __init__(self, paths: Paths) -> None:
+        from streamctl.store.trust import check_trusted
+
+        # what is in it is fed to ffmpeg (concat lists) and read as the config (its cache)
+        check_trusted(paths.state_dir, "state folder", folder=True)
         self.paths = paths
 
     def load(self, name: str) -> StreamState | None:
+        """NAME's state, None when it has none; BrokenState when its file is not one streamctl wrote."""
         path = self.paths.state_file(name)
         try:
-            with open(path, "rb") as f:
-                raw = f.read()
+            # no link followed: the file is ours, written by rename; a link planted here is not
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
         except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise BrokenState(path, "it is a symbolic link, which streamctl never writes") from None
             raise FileError(f"cannot read state file {path}: {e.strerror}") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise BrokenState(path, "it is not a regular file")
+            if st.st_size > MAX_STATE_BYTES:
+                # a stream's state is tens of KiB (its history is capped): reading this would cost its
+                # size several times over in memory, on every `status` and every API list
+                _keep_aside(path, fd, st)
+                raise BrokenState(
+                    path, f"{st.st_size / 2**20:.0f} MiB, more than streamctl ever writes", _corrupt(path)
+                )
+            raw = _read_all(fd)
+        except OSError as e:
+            raise FileError(f"cannot read state file {path}: {e.strerror}") from None
+        finally:
+            os.close(fd)
         try:
             data = json.loads(raw)
             if not isinstance(data, dict):
@@ -283,18 +369,16 @@ class StateStore:
             if data.get("schema") != SCHEMA_VERSION:
                 raise ValueError(f"unknown schema {data.get('schema')!r}")
             return StreamState.from_dict(data)
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, RecursionError) as e:
             # Keep the evidence and refuse to go on: a silent reset would hand out a fresh budget.
-            corrupt = path.with_name(path.name + ".corrupt")
+            why = "nested too deeply" if isinstance(e, RecursionError) else str(e)[:200]
             with contextlib.suppress(OSError):
-                import shutil
-
-                shutil.copyfile(path, corrupt)
-                os.chmod(corrupt, 0o600)
-            raise FileError(
-                f"state file {path} is corrupt ({e}); a copy is kept at {corrupt}. "
-                f"Fix it, or delete it to forget the stream's runtime"
-            ) from None
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    _keep_aside(path, fd, os.fstat(fd))
+                finally:
+                    os.close(fd)
+            raise BrokenState(path, why, _corrupt(path)) from None
 
     def save(self, state: StreamState, now: float, durable: bool = True) -> None:
         state.updated_at = now
