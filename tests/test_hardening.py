@@ -321,3 +321,42 @@ def test_a_config_nested_too_deep_is_one_line(home: Path, tmp_path: Path) -> Non
     r = cli("start", "s", timeout=30)
     _refused(r, "too deeply")
     assert snapshot(home) == before
+
+
+# ---- the same through the API ---------------------------------------------------------------------------
+@pytest.mark.e2e
+def test_the_api_shows_every_other_stream_beside_a_broken_one_and_never_a_numeric_key(home: Path) -> None:
+    from tests.serving import serve, sse
+
+    secret = "98765432101234"
+    home.mkdir(mode=0o700)
+    (home / "streamctl.toml").write_text(
+        _config() + f'\n[streams.k]\ninput = "testsrc"\ninput_format = "lavfi"\nurl = "rtmp://h/live"\n'
+        f'budget = "1h"\nkey = {secret}\n')  # fmt: skip
+    (home / "streamctl.toml").chmod(0o600)
+    paths = Paths.in_home(home)
+    StateStore(paths).save(StreamState(name="good", budget_seconds=60.0), time.time())
+    paths.state_file("w6").write_text("not json\n")
+    served = serve(home)
+    try:
+        for _ in range(2):  # twice: the copy aside is made once
+            r = served.get("/api/streams")
+            assert r.status == 200, r.text
+            got = {row["name"]: row["status"] for row in r.json}
+            assert got == {"good": "offline", "w6": "broken", "s": "offline", "k": "offline"}
+            assert str(paths.state_file("w6")) in {row["name"]: row for row in r.json}["w6"]["broken"]
+        assert [row["name"] for row in served.get("/api/streams/active/status").json] == []
+        health = served.get("/healthz")
+        assert health.status == 503 and [p["name"] for p in health.json["problems"]] == ["w6"]
+        metrics = served.get("/metrics")
+        assert metrics.status == 200 and 'streamctl_broken{stream="w6",status="broken"} 1' in metrics.text
+        assert served.get("/api/streams/w6").json["status"] == "broken"
+        assert served.get("/api/streams/w6/runtime").status == 200
+        events = sse(served, "/api/events", lambda got: any(k == "streams" for k, _ in got))
+        rows = next(d for k, d in events if k == "streams")["streams"]
+        assert {row["name"] for row in rows} == {"good", "w6", "s", "k"}
+        assert secret not in served.get("/api/streams").text
+    finally:
+        assert served.stop() == 0
+    assert secret not in served.output() and "Traceback" not in served.output()
+    assert "key must be a string, got a number" in served.output()
