@@ -360,3 +360,20 @@ def test_the_api_shows_every_other_stream_beside_a_broken_one_and_never_a_numeri
         assert served.stop() == 0
     assert secret not in served.output() and "Traceback" not in served.output()
     assert "key must be a string, got a number" in served.output()
+
+
+@as_root
+def test_a_configured_ffmpeg_or_hook_another_user_could_replace_is_not_run(tmp_path: Path) -> None:
+    """The config is ours, but the program it names sits in a folder anyone can write: root would run
+    whatever was put there."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    drop.chmod(0o777)
+    evil, mark = _evil(drop)
+    home = _home(tmp_path, _config(evil))
+    env = {**os.environ, "STREAMCTL_HOME": str(home)}
+    r = cli("start", "s", env=env, timeout=30)
+    assert r.returncode == 2 and f"ffmpeg (from the config) {evil} is in {drop}" in r.stderr, r.stderr
+    (home / "streamctl.toml").write_text(_config(extra=f'on_event = ["{evil}"]\n'))
+    _refused(cli("check", env=env, timeout=30), f"on_event's command {evil} is in {drop}")
+    assert not mark.exists()

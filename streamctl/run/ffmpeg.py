@@ -30,6 +30,12 @@ def find_ffmpeg(cli: str | None = None, configured: str | None = None) -> tuple[
         if value:
             found = value if os.sep in value else which(value)
             if found and os.path.isfile(found) and os.access(found, os.X_OK):
+                if source == "config":  # named by a file: one another user could replace, as the config
+                    from pathlib import Path
+
+                    from streamctl.store.trust import check_trusted
+
+                    check_trusted(Path(found), "ffmpeg (from the config)")
                 return found, source
             raise EnvironmentProblem(f"ffmpeg not found: {value!r} (from {source}) is not an executable")
     on_path = which("ffmpeg")

@@ -451,6 +451,7 @@ def _check_alerts(changes: dict[str, Any]) -> None:
         found = cmd if "/" in cmd else _which(cmd)
         if found is None or not os.path.isfile(found) or not os.access(found, os.X_OK):
             raise UsageError("on_event: its command is not an executable file (give a full path; no shell)")
+        check_trusted(Path(found), "on_event's command")  # run on every event: as trusted as the config
     for key in ("notify_events", "on_event_events"):
         for name in changes.get(key) or ():
             if name not in EVENTS:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from streamctl.errors import FileError, StreamctlError, Untrusted, UsageError
 
+
 def _user(uid: int) -> str:
     import pwd
 
